@@ -1,0 +1,86 @@
+#include "cli.h"
+
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace dfq::cli {
+namespace {
+
+std::vector<float> parse_floats(const std::string& option, const std::string& text) {
+  std::vector<float> values;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    try {
+      size_t used = 0;
+      values.push_back(std::stof(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      fail(option, "comma-separated numbers such as 0.485,0.456,0.406", "'" + text + "'");
+    }
+  }
+  if (values.empty()) fail(option, "at least one number", "'" + text + "'");
+  return values;
+}
+
+}  // namespace
+
+void add_preprocess_options(po::options_description& options, PreprocessOptions& target) {
+  options.add_options()
+      ("preset", po::value(&target.preset)->default_value(target.preset),
+       "input preprocessing preset: cifar | imagenet | fashion-mnist")
+      ("resize", po::value(&target.resize), "resize the shorter image side to N pixels (0: no resize)")
+      ("crop", po::value(&target.crop), "centre-crop N x N pixels after resizing (0: no crop)")
+      ("mean", po::value(&target.mean), "per-channel mean, e.g. 0.485,0.456,0.406")
+      ("std", po::value(&target.std), "per-channel standard deviation, e.g. 0.229,0.224,0.225");
+}
+
+Preprocess resolve_preprocess(const PreprocessOptions& options, int64_t model_channels) {
+  Preprocess pre = preset(options.preset);
+  if (options.resize >= 0) pre.resize_shorter = options.resize;
+  if (options.crop >= 0) pre.crop = options.crop;
+  if (!options.mean.empty()) pre.mean = parse_floats("--mean", options.mean);
+  if (!options.std.empty()) pre.std = parse_floats("--std", options.std);
+  if (model_channels > 0 && model_channels != pre.channels) {
+    if (pre.mean.size() != static_cast<size_t>(model_channels) || pre.std.size() != static_cast<size_t>(model_channels))
+      fail("--preset " + options.preset, "a preset or --mean/--std for the model's " +
+                                              std::to_string(model_channels) + " input channel(s)",
+           std::to_string(pre.channels) + " channel(s)");
+    pre.channels = static_cast<int>(model_channels);
+  }
+  validate(pre);
+  return pre;
+}
+
+bool parse(int argc, char** argv, const po::options_description& options, const std::string& usage,
+           po::positional_options_description* positional) {
+  po::variables_map vm;
+  try {
+    po::command_line_parser parser(argc, argv);
+    parser.options(options);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), vm);
+    if (vm.count("help")) {
+      std::cout << usage << "\n" << options << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(std::string(e.what()) + " (see --help)");
+  }
+  return true;
+}
+
+void require_at_least(const std::string& option, int64_t value, int64_t minimum) {
+  if (value < minimum) fail(option, "a value >= " + std::to_string(minimum), std::to_string(value));
+}
+
+std::string join(const std::vector<float>& values) {
+  std::ostringstream out;
+  for (size_t i = 0; i < values.size(); ++i) out << (i ? "," : "") << values[i];
+  return out.str();
+}
+
+}  // namespace dfq::cli

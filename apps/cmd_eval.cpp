@@ -1,0 +1,108 @@
+// dfq eval: FP32 top-1/top-5 of a TorchScript model on an image folder.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "commands.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/execute.h"
+#include "core/import_torchscript.h"
+#include "core/runtime.h"
+#include "eval/evaluate.h"
+
+namespace dfq::cli {
+
+namespace {
+
+struct EvalCommand {
+  std::string model, data, json, class_names;
+  PreprocessOptions preprocess;
+  int64_t batch = 256, limit = 0;
+  int threads = 0, decode_threads = 1;
+  bool skip_bad = false, quiet = false;
+};
+
+const char* kUsage =
+    "usage: dfq eval --model M.pt --data DIR [--preset cifar|imagenet|fashion-mnist] [options]\n"
+    "Evaluates the model (FP32) on an ImageNet-style folder (one sub-folder per class,\n"
+    "sorted names give the label index) and prints top-1, top-5 and images/s.\n\n"
+    "example:\n"
+    "  dfq eval --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test \\\n"
+    "           --preset cifar --json results/resnet20-fp32.json\n";
+
+}  // namespace
+
+int run_eval(int argc, char** argv) {
+  EvalCommand cmd;
+  po::options_description options("dfq eval options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("model", po::value(&cmd.model)->required(), "TorchScript model file (torch.jit.trace + save)")
+      ("data", po::value(&cmd.data)->required(), "validation folder, one sub-folder per class")
+      ("batch", po::value(&cmd.batch)->default_value(cmd.batch), "images per batch")
+      ("limit", po::value(&cmd.limit)->default_value(cmd.limit), "evaluate only the first N images (0: all)")
+      ("threads", po::value(&cmd.threads)->default_value(cmd.threads), "compute threads (0: all cores)")
+      ("decode-threads", po::value(&cmd.decode_threads)->default_value(cmd.decode_threads),
+       "image decoding threads, running alongside the model")
+      ("class-names", po::value(&cmd.class_names),
+       "text file naming the model's outputs, line k = output k (first word per line); class folders\n"
+       "are matched by name, so a folder subset (e.g. a few ImageNet synsets) can be evaluated")
+      ("skip-bad", po::bool_switch(&cmd.skip_bad), "skip unreadable images and non-image files, and count them")
+      ("json", po::value(&cmd.json), "write the metrics as JSON to this file")
+      ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
+  add_preprocess_options(options, cmd.preprocess);
+  if (!parse(argc, argv, options, kUsage)) return 0;
+  require_at_least("--batch", cmd.batch, 1);
+  require_at_least("--limit", cmd.limit, 0);
+  require_at_least("--threads", cmd.threads, 0);
+  require_at_least("--decode-threads", cmd.decode_threads, 1);
+
+  const int threads = set_threads(cmd.threads);
+  Graph graph = import_torchscript(cmd.model);
+  Preprocess pre = resolve_preprocess(cmd.preprocess, graph.input_channels);
+  ImageFolder folder = scan_image_folder(cmd.data, cmd.skip_bad);
+  const std::vector<int64_t> outputs = class_outputs(folder, cmd.class_names, graph.output_width());
+
+  std::printf("model     %s (%zu nodes, %zu batch-norm layers)\n", cmd.model.c_str(), graph.nodes.size(),
+              graph.batch_norm_nodes().size());
+  std::printf("data      %s (%zu classes, %zu images%s)\n", cmd.data.c_str(), folder.classes.size(),
+              folder.images.size(), folder.skipped.empty() ? "" : ", non-image files skipped");
+  if (!cmd.class_names.empty()) std::printf("classes   mapped to outputs by %s\n", cmd.class_names.c_str());
+  std::printf("preset    %s: %d channel(s), resize %d, crop %d, mean %s, std %s\n", pre.name.c_str(), pre.channels,
+              pre.resize_shorter, pre.crop, join(pre.mean).c_str(), join(pre.std).c_str());
+  std::printf("run       batch %lld, limit %lld, threads %d, decode threads %d, skip-bad %s\n",
+              static_cast<long long>(cmd.batch), static_cast<long long>(cmd.limit), threads, cmd.decode_threads,
+              cmd.skip_bad ? "on" : "off");
+  std::fflush(stdout);
+
+  LoaderOptions loader;
+  loader.batch_size = cmd.batch;
+  loader.limit = cmd.limit;
+  loader.skip_bad = cmd.skip_bad;
+  loader.decode_threads = cmd.decode_threads;
+  const EvalResult result =
+      evaluate([&](const at::Tensor& x) { return forward(graph, x); }, folder, outputs, pre, loader, cmd.quiet);
+
+  std::printf("top-1     %.2f %% (%lld/%lld)\n", result.top1(), static_cast<long long>(result.correct_top1),
+              static_cast<long long>(result.images));
+  std::printf("top-5     %.2f %% (%lld/%lld)\n", result.top5(), static_cast<long long>(result.correct_top5),
+              static_cast<long long>(result.images));
+  std::printf("images    %lld (%zu unreadable skipped, %zu non-image files skipped)\n",
+              static_cast<long long>(result.images), static_cast<size_t>(result.skipped), folder.skipped.size());
+  std::printf("seconds   %.3f\nimages/s  %.1f\n", result.seconds, result.images_per_second());
+  if (!cmd.json.empty()) {
+    nlohmann::json j = to_json(result);
+    j["model"] = cmd.model;
+    j["data"] = cmd.data;
+    j["preset"] = pre.name;
+    j["threads"] = threads;
+    j["batch"] = cmd.batch;
+    j["non_image_files_skipped"] = folder.skipped.size();
+    write_file_atomic(cmd.json, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
+}  // namespace dfq::cli

@@ -1,0 +1,44 @@
+// dfq: data-free quantization of trained CNNs. Dispatches to sub-commands.
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "commands.h"
+#include "core/error.h"
+
+namespace {
+
+const char* kHelp =
+    "dfq - data-free quantization toolkit for trained CNNs\n\n"
+    "usage: dfq <command> [options]      (dfq <command> --help for its options)\n\n"
+    "commands:\n"
+    "  eval   FP32 top-1/top-5 and images/s of a TorchScript model on an image folder\n"
+    "  info   print the graph imported from a TorchScript model\n\n"
+    "example:\n"
+    "  dfq eval --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test --preset cifar\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kHelp, stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  try {
+    if (command == "eval") return dfq::cli::run_eval(argc - 1, argv + 1);
+    if (command == "info") return dfq::cli::run_info(argc - 1, argv + 1);
+    std::fprintf(stderr, "error: unknown command '%s': expected eval or info (see dfq --help)\n", command.c_str());
+    return 2;
+  } catch (const dfq::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "error: LibTorch: %s\n", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+  }
+  return 1;
+}

@@ -1,0 +1,31 @@
+// Float execution of a Graph with LibTorch ops.
+//
+// Differentiable: when the input requires grad, gradients flow back to it
+// (synthesis optimizes images through this). For evaluation, call it under
+// c10::InferenceMode to skip autograd bookkeeping.
+#pragma once
+
+#include <vector>
+
+#include "core/graph.h"
+
+namespace dfq {
+
+// Replaces forward hooks (LibTorch C++ has none): called after every node with
+// the node's input values and its output. An observer may replace `output`
+// (e.g. with a fake-quantized copy); consumers then see the replacement.
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) = 0;
+};
+
+// Runs the whole graph on `input` (N x C x H x W float) and returns the value
+// of graph.output. Intermediate values are released after their last reader.
+// Throws dfq::Error if the input's rank or channel count does not fit the graph.
+at::Tensor forward(const Graph& graph, const at::Tensor& input, Observer* observer = nullptr);
+
+// The float semantics of one node applied to its input values.
+at::Tensor run_node(const Node& node, const std::vector<at::Tensor>& inputs);
+
+}  // namespace dfq

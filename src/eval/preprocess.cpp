@@ -1,0 +1,253 @@
+#include "eval/preprocess.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "core/error.h"
+
+namespace dfq {
+namespace {
+
+const char* const kDecodable = "a decodable JPEG/PNG/BMP image";
+
+std::string image_subject(const std::string& path) { return "image '" + path + "'"; }
+
+std::string size_text(int height, int width) { return std::to_string(height) + "x" + std::to_string(width); }
+
+// torchvision's Resize(int): the shorter side becomes `resize_shorter`, the longer
+// one is truncated (int(long * size / short)); integer arithmetic gives the same value.
+std::pair<int, int> resized_size(const Preprocess& pre, int height, int width) {
+  if (pre.resize_shorter <= 0 || height <= 0 || width <= 0) return {height, width};
+  const int64_t target = pre.resize_shorter;
+  if (height <= width) return {pre.resize_shorter, static_cast<int>(width * target / height)};
+  return {static_cast<int>(height * target / width), pre.resize_shorter};
+}
+
+// torchvision's CenterCrop uses Python's round(), which sends halves to the even
+// neighbour: a 117-pixel margin gives offset 58, not 59.
+int centre_offset(int size, int crop) {
+  const int margin = size - crop;
+  const int half = margin / 2;
+  return (margin % 2 == 1 && half % 2 == 1) ? half + 1 : half;
+}
+
+// Whole file into a buffer that each decoding thread keeps, so steady-state
+// decoding allocates nothing here.
+void read_file(const std::string& path, std::vector<unsigned char>& bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(image_subject(path), "a readable file", std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) fail(image_subject(path), "a readable file", std::strerror(errno));
+  if (!S_ISREG(info.st_mode)) fail(image_subject(path), "a regular file", "another kind of file");
+  bytes.resize(static_cast<size_t>(info.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t got = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail(image_subject(path), "a readable file", std::strerror(errno));
+    if (got == 0) break;  // shrank while reading
+    done += static_cast<size_t>(got);
+  }
+  bytes.resize(done);
+}
+
+// OpenCV decodes truncated JPEGs (and some truncated BMPs) into partially grey
+// images with only a warning on stderr, so completeness is checked on the bytes.
+void check_complete(const std::string& path, const std::vector<unsigned char>& bytes) {
+  const size_t size = bytes.size();
+  const unsigned char* b = bytes.data();
+  if (size == 0) fail(image_subject(path), kDecodable, "an empty (0-byte) file");
+  static const unsigned char kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (size >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
+    size_t end = size;  // some writers pad after the end-of-image marker
+    while (end > 0 && (b[end - 1] == 0 || b[end - 1] == '\n' || b[end - 1] == '\r')) --end;
+    if (end < 4 || b[end - 2] != 0xff || b[end - 1] != 0xd9)
+      fail(image_subject(path), kDecodable, "a truncated JPEG (no end-of-image marker)");
+  } else if (size >= 8 && std::memcmp(b, kPng, 8) == 0) {
+    static const unsigned char kEnd[4] = {'I', 'E', 'N', 'D'};
+    const unsigned char* tail = b + (size > 64 ? size - 64 : 0);
+    if (std::search(tail, b + size, kEnd, kEnd + 4) == b + size)
+      fail(image_subject(path), kDecodable, "a truncated PNG (no IEND chunk)");
+  } else if (size >= 14 && b[0] == 'B' && b[1] == 'M') {
+    const uint32_t declared = b[2] | (b[3] << 8) | (b[4] << 16) | (static_cast<uint32_t>(b[5]) << 24);
+    if (declared > size)  // 0 ("unknown") is allowed by some writers
+      fail(image_subject(path), kDecodable,
+           "a truncated BMP (" + std::to_string(size) + " of " + std::to_string(declared) + " bytes)");
+  } else {
+    fail(image_subject(path), kDecodable, "unreadable or corrupt data (no JPEG, PNG or BMP signature)");
+  }
+}
+
+// (pixel / 255 - mean) / std for every 8-bit value, computed once per thread and
+// preset: exact to the formula and one lookup per output value.
+struct NormalizeTable {
+  int channels = 0;
+  std::vector<float> mean, std;
+  std::array<std::array<float, 256>, 3> value{};
+
+  const NormalizeTable& for_preprocess(const Preprocess& pre) {
+    if (pre.channels == channels && pre.mean == mean && pre.std == std) return *this;
+    validate(pre);
+    channels = pre.channels;
+    mean = pre.mean;
+    std = pre.std;
+    for (int c = 0; c < channels; ++c)
+      for (int p = 0; p < 256; ++p)
+        value[c][p] =
+            static_cast<float>((p / 255.0 - static_cast<double>(mean[c])) / static_cast<double>(std[c]));
+    return *this;
+  }
+};
+
+// One pass from the decoded 8-bit pixels (BGR/BGRA order, or grey) to planar RGB floats.
+template <int kSourceChannels>
+void write_planes(const cv::Mat& image, int top, int left, int height, int width, int channels,
+                  const NormalizeTable& table, float* dst) {
+  const size_t plane = static_cast<size_t>(height) * width;
+  const float* lut0 = table.value[0].data();
+  const float* lut1 = table.value[1].data();
+  const float* lut2 = table.value[2].data();
+  for (int y = 0; y < height; ++y) {
+    const unsigned char* row =
+        image.ptr<unsigned char>(top + y) + static_cast<size_t>(left) * kSourceChannels;
+    float* out = dst + static_cast<size_t>(y) * width;
+    if (channels == 1) {
+      for (int x = 0; x < width; ++x) out[x] = lut0[row[x]];
+    } else if (kSourceChannels == 1) {
+      for (int x = 0; x < width; ++x) {
+        const unsigned char grey = row[x];
+        out[x] = lut0[grey];
+        out[plane + x] = lut1[grey];
+        out[2 * plane + x] = lut2[grey];
+      }
+    } else {
+      for (int x = 0; x < width; ++x) {
+        const unsigned char* pixel = row + static_cast<size_t>(x) * kSourceChannels;
+        out[x] = lut0[pixel[2]];
+        out[plane + x] = lut1[pixel[1]];
+        out[2 * plane + x] = lut2[pixel[0]];
+      }
+    }
+  }
+}
+
+struct DecodeScratch {
+  std::vector<unsigned char> bytes;
+  cv::Mat resized;
+  NormalizeTable table;
+};
+
+}  // namespace
+
+Preprocess preset(const std::string& name) {
+  const std::vector<float> imagenet_mean{0.485f, 0.456f, 0.406f};
+  const std::vector<float> imagenet_std{0.229f, 0.224f, 0.225f};
+  Preprocess pre;
+  pre.name = name;
+  if (name == "cifar") {
+    pre.mean = imagenet_mean;
+    pre.std = imagenet_std;
+  } else if (name == "imagenet") {
+    pre.resize_shorter = 256;
+    pre.crop = 224;
+    pre.mean = imagenet_mean;
+    pre.std = imagenet_std;
+  } else if (name == "fashion-mnist") {
+    pre.channels = 1;
+    pre.mean = {0.2860f};
+    pre.std = {0.3530f};
+  } else {
+    std::string known;
+    for (const std::string& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+    fail("preset '" + name + "'", "one of " + known, "an unknown preset");
+  }
+  return pre;
+}
+
+std::vector<std::string> preset_names() { return {"cifar", "imagenet", "fashion-mnist"}; }
+
+void validate(const Preprocess& pre) {
+  const std::string subject = "preprocessing '" + pre.name + "'";
+  if (pre.channels != 1 && pre.channels != 3)
+    fail(subject + " channels", "1 or 3", std::to_string(pre.channels));
+  const std::string per_channel = std::to_string(pre.channels) + " value(s), one per input channel";
+  if (pre.mean.size() != static_cast<size_t>(pre.channels))
+    fail(subject + " --mean", per_channel, std::to_string(pre.mean.size()));
+  if (pre.std.size() != static_cast<size_t>(pre.channels))
+    fail(subject + " --std", per_channel, std::to_string(pre.std.size()));
+  for (float s : pre.std)
+    if (!(s > 0.f)) fail(subject + " --std", "values > 0", std::to_string(s));
+  if (pre.resize_shorter < 0) fail(subject + " --resize", "a value >= 0", std::to_string(pre.resize_shorter));
+  if (pre.crop < 0) fail(subject + " --crop", "a value >= 0", std::to_string(pre.crop));
+  if (pre.crop > 0 && pre.resize_shorter > 0 && pre.crop > pre.resize_shorter)
+    fail(subject + " --crop", "a value <= --resize " + std::to_string(pre.resize_shorter),
+         std::to_string(pre.crop));
+}
+
+std::pair<int, int> output_size(const Preprocess& pre, int source_height, int source_width) {
+  if (pre.crop > 0) return {pre.crop, pre.crop};
+  return resized_size(pre, source_height, source_width);
+}
+
+void decode_image(const std::string& path, const Preprocess& pre, int height, int width, float* dst) {
+  thread_local DecodeScratch scratch;
+  const NormalizeTable& table = scratch.table.for_preprocess(pre);
+  read_file(path, scratch.bytes);
+  check_complete(path, scratch.bytes);
+  // A fresh Mat each time: on a header failure imdecode leaves its destination
+  // untouched, so a reused one could pass off the previous image as this one.
+  const cv::Mat decoded =
+      cv::imdecode(cv::Mat(1, static_cast<int>(scratch.bytes.size()), CV_8UC1, scratch.bytes.data()),
+                   cv::IMREAD_UNCHANGED);
+  if (decoded.empty()) fail(image_subject(path), kDecodable, "unreadable or corrupt data");
+  if (decoded.depth() != CV_8U)
+    fail(image_subject(path), "an 8-bit image", std::to_string(decoded.elemSize1() * 8) + "-bit samples");
+  const int source_channels = decoded.channels();
+  if (pre.channels == 1 && source_channels != 1)
+    fail(image_subject(path), "a 1-channel (grayscale) image", std::to_string(source_channels) + " channels");
+  if (source_channels != 1 && source_channels != 3 && source_channels != 4)
+    fail(image_subject(path), "a 1-, 3- or 4-channel image", std::to_string(source_channels) + " channels");
+
+  const cv::Mat* image = &decoded;
+  const auto [resized_height, resized_width] = resized_size(pre, decoded.rows, decoded.cols);
+  if (resized_height != decoded.rows || resized_width != decoded.cols) {
+    const bool enlarging = resized_height > decoded.rows || resized_width > decoded.cols;
+    cv::resize(decoded, scratch.resized, cv::Size(resized_width, resized_height), 0, 0,
+               enlarging ? cv::INTER_LINEAR : cv::INTER_AREA);
+    image = &scratch.resized;
+  }
+  int top = 0, left = 0, out_height = image->rows, out_width = image->cols;
+  if (pre.crop > 0) {
+    if (image->rows < pre.crop || image->cols < pre.crop)
+      fail(image_subject(path), "at least " + size_text(pre.crop, pre.crop) + " pixels to centre-crop",
+           size_text(image->rows, image->cols));
+    top = centre_offset(image->rows, pre.crop);
+    left = centre_offset(image->cols, pre.crop);
+    out_height = out_width = pre.crop;
+  }
+  if (out_height != height || out_width != width)
+    fail(image_subject(path), size_text(height, width) + " (height x width) after resize/crop",
+         size_text(out_height, out_width));
+
+  switch (source_channels) {
+    case 1: write_planes<1>(*image, top, left, height, width, pre.channels, table, dst); break;
+    case 3: write_planes<3>(*image, top, left, height, width, pre.channels, table, dst); break;
+    default: write_planes<4>(*image, top, left, height, width, pre.channels, table, dst); break;
+  }
+}
+
+}  // namespace dfq

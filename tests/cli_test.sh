@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# End-to-end checks of the dfq command line: exit codes, error messages, JSON,
+# and the FP32 reference figures on ../shared when it is present.
+# usage: cli_test.sh BUILD/dfq SOURCE_DIR
+set -uo pipefail
+dfq="$1"
+src="$2"
+bin_dir="$(dirname "$dfq")"
+shared="$src/../shared"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+skipped=0
+
+ok() { passed=$((passed + 1)); echo "ok      $1"; }
+bad() { failed=$((failed + 1)); echo "FAILED  $1"; [ -f "$tmp/out" ] && sed 's/^/        | /' "$tmp/out" | head -20; }
+skip() { skipped=$((skipped + 1)); echo "skipped $1"; }
+
+# expect NAME CODE PATTERN -- command...: exit code CODE and output matching PATTERN.
+expect() {
+  local name="$1" code="$2" pattern="$3"
+  shift 4
+  "$@" >"$tmp/out" 2>&1
+  local actual=$?
+  if [ "$actual" -eq "$code" ] && grep -Eq -- "$pattern" "$tmp/out"; then ok "$name"; else
+    echo "        exit $actual (expected $code), pattern '$pattern'"
+    bad "$name"
+  fi
+}
+
+# json_field FILE KEY: prints a number from a flat JSON object.
+json_field() { grep -Eo "\"$2\": *[-0-9.e+]+" "$1" | head -1 | sed 's/.*: *//'; }
+
+expect "dfq --help shows an example" 0 "example:" -- "$dfq" --help
+expect "dfq eval --help shows an example" 0 "example:.*" -- "$dfq" eval --help
+expect "dfq info --help shows an example" 0 "example:" -- "$dfq" info --help
+expect "dfq without a command is a usage error" 2 "usage" -- "$dfq"
+expect "unknown command is refused" 2 "unknown command 'frobnicate'" -- "$dfq" frobnicate
+expect "missing --data is refused" 1 "data.*required|required.*data" -- "$dfq" eval --model "$src/weights/fashion_cnn.pt"
+expect "missing model file names it" 1 "/nonexistent/m.pt.*no such file" -- "$dfq" eval --model /nonexistent/m.pt --data "$tmp"
+echo "not a model" >"$tmp/text.pt"
+expect "non-TorchScript file is refused" 1 "text.pt.*TorchScript" -- "$dfq" info --model "$tmp/text.pt"
+expect "unknown option is refused" 1 "unrecognised|unknown" -- "$dfq" eval --model x --data y --bogus 1
+
+# The embedded model on the Fashion-MNIST test set (Debian's dataset-fashion-mnist).
+fm=/usr/share/datasets/fashion-mnist
+data="$tmp/fashion"
+classes=0_tshirt_top,1_trouser,2_pullover,3_dress,4_coat,5_sandal,6_shirt,7_sneaker,8_bag,9_ankle_boot
+if "$bin_dir/idx-to-folder" "$fm/t10k-images-idx3-ubyte.gz" "$fm/t10k-labels-idx1-ubyte.gz" "$data" \
+    --classes "$classes" >"$tmp/out" 2>&1; then ok "idx-to-folder converts the Fashion-MNIST test set"; else bad "idx-to-folder"; fi
+model="$src/weights/fashion_cnn.pt"
+
+expect "eval of the embedded model" 0 "top-1 .*%" -- \
+  "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --limit 600 --batch 128 --quiet --json "$tmp/e.json"
+images=$(json_field "$tmp/e.json" images)
+correct=$(json_field "$tmp/e.json" correct)
+top1=$(json_field "$tmp/e.json" top1)
+if [ "$images" = 600 ] && awk -v c="$correct" -v t="$top1" 'BEGIN { exit !(c > 480 && (t - 100 * c / 600) ^ 2 < 1e-6) }'; then
+  ok "JSON reports 600 images and a consistent top-1 ($top1 %)"
+else bad "JSON fields (images=$images correct=$correct top1=$top1)"; fi
+for key in top1 top5 correct images seconds images_per_second; do
+  grep -q "\"$key\"" "$tmp/e.json" && ok "JSON has $key" || bad "JSON has $key"
+done
+
+expect "cifar preset on a 1-channel model is refused" 1 "1 input channel" -- \
+  "$dfq" eval --model "$model" --data "$data" --preset cifar --limit 10
+expect "unknown preset is refused" 1 "bogus.*cifar" -- "$dfq" eval --model "$model" --data "$data" --preset bogus
+expect "--batch 0 is refused" 1 "--batch.*>= 1" -- "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --batch 0
+expect "--limit -1 is refused" 1 "--limit" -- "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --limit -1
+expect "--threads -2 is refused" 1 "--threads" -- "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --threads -2
+expect "malformed --mean is refused" 1 "--mean" -- \
+  "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --mean 0.1,abc
+mkdir -p "$tmp/nine"
+for c in 0_tshirt_top 1_trouser 2_pullover 3_dress 4_coat 5_sandal 6_shirt 7_sneaker 8_bag; do ln -s "$data/$c" "$tmp/nine/$c"; done
+expect "class folder count != output width is refused" 1 "10 class folders.*found 9" -- \
+  "$dfq" eval --model "$model" --data "$tmp/nine" --preset fashion-mnist
+expect "missing data folder is refused" 1 "$tmp/none" -- \
+  "$dfq" eval --model "$model" --data "$tmp/none" --preset fashion-mnist
+expect "dfq info lists nodes and BN layers" 0 "batch-norm layers \([0-9]+\)" -- "$dfq" info --model "$model" --preset fashion-mnist
+expect "dfq info shows the output shape" 0 "1x10" -- "$dfq" info --model "$model" --input-size 28x28
+
+# Reference figures on ../shared (FP32 top-1 to +-2 images).
+check_reference() {
+  local name="$1" file="$2" want="$3"
+  if [ ! -f "$shared/weights/$file" ]; then skip "$name: ../shared not found"; return; fi
+  "$dfq" eval --model "$shared/weights/$file" --data "$shared/datasets/cifar10-test" --preset cifar --quiet \
+    --json "$tmp/$name.json" >"$tmp/out" 2>&1 || { bad "$name eval"; return; }
+  local got
+  got=$(json_field "$tmp/$name.json" correct)
+  if [ $((got - want)) -le 2 ] && [ $((want - got)) -le 2 ]; then ok "$name FP32: $got/10000 (reference $want)"; else
+    bad "$name FP32: $got/10000, reference $want"; fi
+}
+check_reference resnet20 cifar10-resnet20.pt 8103
+check_reference resnet56 cifar10-resnet56.pt 8320
+
+mnv2="$shared/weights/imagenet-mobilenetv2-random.pt"
+if [ -f "$mnv2" ]; then
+  expect "dfq info on MobileNetV2" 0 "1x1000" -- "$dfq" info --model "$mnv2" --preset imagenet
+  # The sample's 20 WordNet-id folders, mapped to outputs by a names file (the random model's accuracy means nothing).
+  { for i in $(seq 0 999); do echo "unused_$i"; done; } >"$tmp/names.txt"
+  k=0
+  for d in $(ls "$shared/datasets/imagenet-sample"); do sed -i "$((k * 50 + 1))s/.*/$d/" "$tmp/names.txt"; k=$((k + 1)); done
+  expect "MobileNetV2 eval on imagenet-sample with --class-names" 0 "images +20 " -- \
+    "$dfq" eval --model "$mnv2" --data "$shared/datasets/imagenet-sample" --preset imagenet --class-names "$tmp/names.txt" --quiet
+  expect "MobileNetV2 on 20 folders without names is refused" 1 "1000 class folders" -- \
+    "$dfq" eval --model "$mnv2" --data "$shared/datasets/imagenet-sample" --preset imagenet
+else
+  skip "MobileNetV2: ../shared not found"
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

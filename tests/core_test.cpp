@@ -1,0 +1,329 @@
+// Importer and float executor, checked against TorchScript's own outputs.
+#include <c10/core/InferenceMode.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/execute.h"
+#include "core/fold_batch_norm.h"
+#include "core/graph.h"
+#include "core/import_torchscript.h"
+#include "core/summary.h"
+
+namespace fs = std::filesystem;
+using namespace dfq;
+
+namespace {
+
+const fs::path kSource = DFQ_SOURCE_DIR;
+const fs::path kFixtures = kSource / "tests" / "data" / "models";
+const fs::path kShared = kSource.parent_path() / "shared";
+
+at::Tensor seeded_input(const std::vector<int64_t>& shape, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn(shape, gen);
+}
+
+at::Tensor torchscript_output(const std::string& path, const at::Tensor& input) {
+  torch::jit::Module module = torch::jit::load(path);
+  module.eval();
+  torch::NoGradGuard no_grad;
+  return module.forward({input}).toTensor();
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// Message of the dfq::Error thrown by `f`, or "" if none was thrown.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void expect_matches_torchscript(const std::string& path, const std::vector<int64_t>& shape, uint64_t seed = 1) {
+  Graph graph = import_torchscript(path);
+  at::Tensor x = seeded_input(shape, seed);
+  at::Tensor expected = torchscript_output(path, x);
+  at::Tensor actual;
+  {
+    torch::NoGradGuard no_grad;
+    actual = forward(graph, x);
+  }
+  ASSERT_EQ(actual.sizes(), expected.sizes()) << path;
+  EXPECT_LE(max_abs_diff(actual, expected), 1e-4) << path;
+}
+
+nlohmann::json manifest() {
+  std::ifstream in(kFixtures / "manifest.json");
+  return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+TEST(Importer, EveryFixtureMatchesTorchScript) {
+  int supported = 0;
+  for (const auto& entry : manifest()) {
+    if (!entry["supported"].get<bool>()) continue;
+    SCOPED_TRACE(entry["file"].get<std::string>());
+    expect_matches_torchscript((kFixtures / entry["file"].get<std::string>()).string(),
+                               entry["input_shape"].get<std::vector<int64_t>>());
+    ++supported;
+  }
+  EXPECT_GE(supported, 20);
+}
+
+TEST(Importer, FixturesCoverEveryOp) {
+  std::set<Op> seen;
+  for (const auto& entry : manifest()) {
+    if (!entry["supported"].get<bool>()) continue;
+    Graph g = import_torchscript((kFixtures / entry["file"].get<std::string>()).string());
+    for (const Node& n : g.nodes) seen.insert(n.op);
+  }
+  for (Op op : {Op::Input, Op::Conv2d, Op::BatchNorm, Op::ReLU, Op::Clamp, Op::Add, Op::Slice, Op::Pad, Op::MaxPool2d,
+                Op::AvgPool2d, Op::AdaptiveAvgPool2d, Op::Flatten, Op::Reshape, Op::Linear, Op::Cat, Op::Mean})
+    EXPECT_TRUE(seen.count(op)) << "no fixture exercises " << op_name(op);
+}
+
+TEST(Importer, ReshapeFollowsTheBatchSize) {
+  // Fixtures were traced at batch 2; x.view(x.size(0), -1) must follow the input.
+  for (const auto& entry : manifest()) {
+    if (!entry["supported"].get<bool>()) continue;
+    auto ops = entry["ops"].get<std::vector<std::string>>();
+    if (std::find(ops.begin(), ops.end(), "aten::size") == ops.end()) continue;
+    auto shape = entry["input_shape"].get<std::vector<int64_t>>();
+    shape[0] = 5;
+    SCOPED_TRACE(entry["file"].get<std::string>());
+    expect_matches_torchscript((kFixtures / entry["file"].get<std::string>()).string(), shape, 7);
+  }
+}
+
+TEST(Importer, RefusesUnsupportedOpNamingOpAndScope) {
+  const std::string message = error_of([] { import_torchscript((kFixtures / "unsupported_sigmoid.pt").string()); });
+  EXPECT_NE(message.find("aten::sigmoid"), std::string::npos) << message;
+  EXPECT_NE(message.find("'head'"), std::string::npos) << message;
+}
+
+TEST(Importer, RefusesMissingAndNonTorchScriptFiles) {
+  EXPECT_NE(error_of([] { import_torchscript("/nonexistent/model.pt"); }).find("no such file"), std::string::npos);
+  const fs::path dir = fs::temp_directory_path() / "dfq_core_test_dir";
+  fs::create_directories(dir);
+  EXPECT_NE(error_of([&] { import_torchscript(dir.string()); }).find("regular file"), std::string::npos);
+  const fs::path text = dir / "not_a_model.pt";
+  std::ofstream(text) << "this is not a zip archive\n";
+  const std::string message = error_of([&] { import_torchscript(text.string()); });
+  EXPECT_NE(message.find("TorchScript"), std::string::npos) << message;
+  EXPECT_NE(message.find(text.string()), std::string::npos) << message;
+  fs::remove_all(dir);
+}
+
+TEST(Importer, EmbeddedModelMatchesTorchScript) {
+  const fs::path model = kSource / "weights" / "fashion_cnn.pt";
+  expect_matches_torchscript(model.string(), {4, 1, 28, 28});
+  Graph g = import_torchscript(model.string());
+  EXPECT_EQ(g.input_channels, 1);
+  EXPECT_EQ(g.output_width(), 10);
+  EXPECT_GE(g.batch_norm_nodes().size(), 5u);
+}
+
+class SharedModels : public ::testing::TestWithParam<std::tuple<const char*, int64_t>> {};
+
+TEST_P(SharedModels, MatchTorchScript) {
+  const fs::path model = kShared / "weights" / std::get<0>(GetParam());
+  if (!fs::exists(model)) GTEST_SKIP() << "../shared not found: " << model << " is needed for this test";
+  const int64_t size = std::get<1>(GetParam());
+  expect_matches_torchscript(model.string(), {2, 3, size, size});
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, SharedModels,
+                         ::testing::Values(std::make_tuple("cifar10-resnet20.pt", int64_t{32}),
+                                           std::make_tuple("cifar10-resnet56.pt", int64_t{32}),
+                                           std::make_tuple("imagenet-mobilenetv2-random.pt", int64_t{224})));
+
+TEST(Importer, ResNet20Structure) {
+  const fs::path model = kShared / "weights" / "cifar10-resnet20.pt";
+  if (!fs::exists(model)) GTEST_SKIP() << "../shared not found: " << model << " is needed for this test";
+  Graph g = import_torchscript(model.string());
+  std::map<Op, int> counts;
+  for (const Node& n : g.nodes) counts[n.op]++;
+  EXPECT_EQ(counts[Op::Conv2d], 19);
+  EXPECT_EQ(counts[Op::BatchNorm], 19);
+  EXPECT_EQ(counts[Op::Linear], 1);
+  EXPECT_EQ(counts[Op::Add], 9);
+  EXPECT_EQ(counts[Op::Pad], 2);
+  EXPECT_EQ(g.input_channels, 3);
+  EXPECT_EQ(g.output_width(), 10);
+  EXPECT_EQ(g.node(1).name, "conv1");
+  EXPECT_EQ(g.node(2).name, "bn1");
+  // Module scopes become unique node names.
+  std::set<std::string> names;
+  for (const Node& n : g.nodes) EXPECT_TRUE(names.insert(n.name).second) << "duplicate name " << n.name;
+  EXPECT_TRUE(names.count("layer1.0.conv1"));
+}
+
+TEST(Executor, GradientToInputMatchesTorchScript) {
+  // Synthesis optimizes pixels through the graph: d(loss)/d(input) must agree.
+  const std::string path = (kSource / "weights" / "fashion_cnn.pt").string();
+  Graph graph = import_torchscript(path);
+  const at::Tensor x = seeded_input({3, 1, 28, 28}, 3);
+  const at::Tensor weights = seeded_input({3, 10}, 4);
+  at::Tensor ours = x.clone().requires_grad_(true);
+  (forward(graph, ours) * weights).sum().backward();
+  torch::jit::Module module = torch::jit::load(path);
+  module.eval();
+  at::Tensor theirs = x.clone().requires_grad_(true);
+  (module.forward({theirs}).toTensor() * weights).sum().backward();
+  ASSERT_TRUE(ours.grad().defined());
+  EXPECT_GT(ours.grad().abs().max().item<double>(), 0.0);
+  EXPECT_LE(max_abs_diff(ours.grad(), theirs.grad()), 1e-4);
+}
+
+// Records every node it sees and zeroes the output of one chosen node.
+class RecordingObserver : public Observer {
+ public:
+  explicit RecordingObserver(int zero_node) : zero_node_(zero_node) {}
+  void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override {
+    seen.push_back(node.id);
+    input_counts.push_back(inputs.size());
+    if (node.id == zero_node_) output = at::zeros_like(output);
+  }
+  std::vector<int> seen;
+  std::vector<size_t> input_counts;
+
+ private:
+  int zero_node_;
+};
+
+TEST(Executor, ObserverSeesEveryNodeAndCanReplaceOutputs) {
+  Graph graph = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  torch::NoGradGuard no_grad;
+  const at::Tensor x = seeded_input({2, 1, 28, 28}, 5);
+  RecordingObserver observer(-1);
+  const at::Tensor plain = forward(graph, x, &observer);
+  ASSERT_EQ(observer.seen.size(), graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    EXPECT_EQ(observer.seen[i], static_cast<int>(i));
+    EXPECT_EQ(observer.input_counts[i], graph.nodes[i].inputs.size());
+  }
+  // Zeroing the last linear layer's output must zero the network output.
+  int linear = -1;
+  for (const Node& n : graph.nodes)
+    if (n.op == Op::Linear) linear = n.id;
+  ASSERT_GE(linear, 0);
+  RecordingObserver zeroing(linear);
+  EXPECT_GT(plain.abs().max().item<double>(), 0.0);
+  EXPECT_EQ(forward(graph, x, &zeroing).abs().max().item<double>(), 0.0);
+}
+
+TEST(Executor, RefusesInputWithWrongChannelCount) {
+  Graph graph = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const std::string message = error_of([&] { forward(graph, at::zeros({1, 3, 28, 28})); });
+  EXPECT_NE(message.find("N x 1 x H x W"), std::string::npos) << message;
+}
+
+TEST(Graph, ValidateRejectsMalformedGraphs) {
+  Graph g;
+  g.source = "test";
+  EXPECT_NE(error_of([&] { validate(g); }).find("input"), std::string::npos);
+  g.nodes.resize(2);
+  g.nodes[0].name = "input";
+  g.nodes[1] = Node{1, "relu", Op::ReLU, {0}, {}, {}};
+  g.output = 1;
+  EXPECT_EQ(error_of([&] { validate(g); }), "");
+  g.nodes[1].inputs = {1};  // reads itself: not topological
+  EXPECT_NE(error_of([&] { validate(g); }).find("precede"), std::string::npos);
+  g.nodes[1] = Node{1, "conv", Op::Conv2d, {0}, {}, {}};  // conv without weight
+  EXPECT_NE(error_of([&] { validate(g); }).find("weight"), std::string::npos);
+  g.nodes[1] = Node{1, "add", Op::Add, {0}, {}, {}};  // add with one input
+  EXPECT_NE(error_of([&] { validate(g); }).find("2 inputs"), std::string::npos);
+}
+
+TEST(Graph, LastUsesMarkTheFinalReader) {
+  Graph g;
+  g.nodes = {Node{0, "input", Op::Input, {}, {}, {}}, Node{1, "a", Op::ReLU, {0}, {}, {}},
+             Node{2, "b", Op::ReLU, {1}, {}, {}}, Node{3, "c", Op::Add, {1, 2}, {}, {}}};
+  g.output = 3;
+  EXPECT_EQ(g.last_uses(), (std::vector<int>{1, 3, 3, 4}));
+}
+
+TEST(Summary, ShapesAndParameterCounts) {
+  Graph graph = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  auto nodes = summarize(graph, {1, 1, 28, 28});
+  ASSERT_EQ(nodes.size(), graph.nodes.size());
+  EXPECT_EQ(nodes[0].output_shape, (std::vector<int64_t>{1, 1, 28, 28}));
+  EXPECT_EQ(nodes[static_cast<size_t>(graph.output)].output_shape, (std::vector<int64_t>{1, 10}));
+  int64_t total = 0;
+  for (const auto& n : nodes) total += n.parameters;
+  torch::jit::Module module = torch::jit::load((kSource / "weights" / "fashion_cnn.pt").string());
+  int64_t expected = 0;
+  for (const auto& p : module.parameters()) expected += p.numel();
+  EXPECT_EQ(total, expected);
+  const std::string table = format_summary(graph, nodes);
+  EXPECT_NE(table.find("batch-norm layers"), std::string::npos);
+}
+
+TEST(FoldBatchNorm, PreservesOutputsAndRemovesFoldableBatchNorms) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> models = {
+      {(kSource / "weights" / "fashion_cnn.pt").string(), {4, 1, 28, 28}}};
+  const fs::path r20 = kShared / "weights" / "cifar10-resnet20.pt";
+  if (fs::exists(r20)) models.push_back({r20.string(), {4, 3, 32, 32}});
+  for (const auto& [path, shape] : models) {
+    SCOPED_TRACE(path);
+    Graph graph = import_torchscript(path);
+    Graph folded = fold_batch_norms(graph);
+    size_t convs = 0;
+    for (const Node& n : graph.nodes) convs += n.op == Op::Conv2d;
+    EXPECT_EQ(folded.nodes.size(), graph.nodes.size() - graph.batch_norm_nodes().size());
+    EXPECT_TRUE(folded.batch_norm_nodes().empty());
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = seeded_input(shape, 11);
+    EXPECT_LE(max_abs_diff(forward(folded, x), forward(graph, x)), 1e-4);
+    // The source graph is untouched.
+    EXPECT_EQ(graph.batch_norm_nodes().size(), convs);
+  }
+}
+
+TEST(FoldBatchNorm, KeepsBatchNormWhoseConvOutputIsShared) {
+  // conv -> bn, and conv -> relu: folding would change what relu sees.
+  Graph g;
+  g.source = "test";
+  Node input{0, "input", Op::Input, {}, {}, {}};
+  Node conv{1, "conv", Op::Conv2d, {0}, {}, {}};
+  conv.attrs.ints = {{"stride", {1, 1}}, {"padding", {0, 0}}, {"dilation", {1, 1}}, {"groups", {1}}};
+  conv.params["weight"] = seeded_input({2, 2, 1, 1}, 1);
+  Node bn{2, "bn", Op::BatchNorm, {1}, {}, {}};
+  bn.attrs.reals["eps"] = 1e-5;
+  bn.params = {{"weight", at::full({2}, 2.0)}, {"bias", at::ones({2})}, {"running_mean", at::ones({2})},
+               {"running_var", at::full({2}, 4.0)}};
+  Node relu{3, "relu", Op::ReLU, {1}, {}, {}};
+  Node add{4, "add", Op::Add, {2, 3}, {}, {}};
+  add.attrs.reals["alpha"] = 1.0;
+  g.nodes = {input, conv, bn, relu, add};
+  g.output = 4;
+  validate(g);
+  Graph folded = fold_batch_norms(g);
+  EXPECT_EQ(folded.batch_norm_nodes().size(), 1u);
+  const at::Tensor x = seeded_input({1, 2, 3, 3}, 2);
+  EXPECT_LE(max_abs_diff(forward(folded, x), forward(g, x)), 1e-6);
+}
+
+TEST(Executor, InPlaceReluDoesNotTouchTheCallersInputOrSharedValues) {
+  Graph graph = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor x = seeded_input({2, 1, 28, 28}, 9);
+  const at::Tensor copy = x.clone();
+  at::Tensor with_grad_mode = forward(graph, x);
+  at::Tensor without;
+  {
+    c10::InferenceMode guard;
+    without = forward(graph, x);
+  }
+  EXPECT_TRUE(at::equal(x, copy));
+  EXPECT_LE(max_abs_diff(with_grad_mode.detach(), without), 1e-6);
+}
