@@ -65,8 +65,9 @@ int run_eval(int argc, char** argv) {
   const int threads = set_threads(cmd.threads);
   const Graph imported = import_torchscript(cmd.model);
   // Folding is exact in real arithmetic (float results differ by ~1e-6) and saves
-  // one pass over every convolution's output.
-  const Graph graph = cmd.no_fold_bn ? imported : fold_batch_norms(imported);
+  // one pass over every convolution's output; channels-last saves layout reorders.
+  Graph graph = cmd.no_fold_bn ? imported : fold_batch_norms(imported);
+  use_channels_last(graph);
   Preprocess pre = resolve_preprocess(cmd.preprocess, graph.input_channels);
   ImageFolder folder = scan_image_folder(cmd.data, cmd.skip_bad);
   const std::vector<int64_t> outputs = class_outputs(folder, cmd.class_names, graph.output_width());
@@ -79,7 +80,7 @@ int run_eval(int argc, char** argv) {
   if (!cmd.class_names.empty()) std::printf("classes   mapped to outputs by %s\n", cmd.class_names.c_str());
   std::printf("preset    %s: %d channel(s), resize %d, crop %d, mean %s, std %s\n", pre.name.c_str(), pre.channels,
               pre.resize_shorter, pre.crop, join(pre.mean).c_str(), join(pre.std).c_str());
-  std::printf("run       batch %lld, limit %lld, threads %d, decode threads %d, skip-bad %s\n",
+  std::printf("run       batch %lld, limit %lld, threads %d, decode threads %d, skip-bad %s, layout NHWC\n",
               static_cast<long long>(cmd.batch), static_cast<long long>(cmd.limit), threads, cmd.decode_threads,
               cmd.skip_bad ? "on" : "off");
   std::fflush(stdout);
@@ -90,7 +91,7 @@ int run_eval(int argc, char** argv) {
   loader.skip_bad = cmd.skip_bad;
   loader.decode_threads = cmd.decode_threads;
   const EvalResult result =
-      evaluate([&](const at::Tensor& x) { return forward(graph, x); }, folder, outputs, pre, loader, cmd.quiet);
+      evaluate([&](const at::Tensor& x) { return forward(graph, to_channels_last(x)); }, folder, outputs, pre, loader, cmd.quiet);
 
   std::printf("top-1     %.2f %% (%lld/%lld)\n", result.top1(), static_cast<long long>(result.correct_top1),
               static_cast<long long>(result.images));

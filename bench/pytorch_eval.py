@@ -2,7 +2,7 @@
 """PyTorch baseline for bench/fp32_throughput.sh: decode an ImageNet-style folder
 with PIL, normalize, and run a TorchScript model, timing decode and model apart.
 
-usage: pytorch_eval.py MODEL DATA_DIR [--threads 2] [--batch 256]
+usage: pytorch_eval.py MODEL DATA_DIR [--threads 2] [--batch 256] [--channels-last]
 Prints one JSON line: images, correct, decode_seconds, model_seconds, total_seconds, images_per_second.
 """
 import argparse
@@ -24,6 +24,8 @@ def main():
     parser.add_argument("data")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--channels-last", action="store_true",
+                        help="NHWC weights and inputs (oneDNN without layout reorders), as dfq runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -32,6 +34,9 @@ def main():
              for label, c in enumerate(classes)
              for f in sorted(os.listdir(os.path.join(args.data, c)))]
     model = torch.jit.load(args.model).eval()
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
 
     start = time.perf_counter()
     images = np.empty((len(files), 3, 32, 32), dtype=np.float32)
@@ -45,13 +50,13 @@ def main():
     with torch.inference_mode():
         inputs = torch.from_numpy(images)
         for b in range(0, len(files), args.batch):
-            logits = model(inputs[b:b + args.batch])
+            logits = model(inputs[b:b + args.batch].contiguous(memory_format=layout))
             correct += int((logits.argmax(1) == labels[b:b + args.batch]).sum())
     done = time.perf_counter()
     print(json.dumps({
         "images": len(files), "correct": correct,
         "decode_seconds": decoded - start, "model_seconds": done - decoded, "total_seconds": done - start,
-        "images_per_second": len(files) / (done - start), "threads": args.threads, "batch": args.batch,
+        "images_per_second": len(files) / (done - start), "threads": args.threads, "batch": args.batch, "channels_last": args.channels_last,
         "torch": torch.__version__,
     }))
 

@@ -59,6 +59,11 @@ void expect_matches_torchscript(const std::string& path, const std::vector<int64
   }
   ASSERT_EQ(actual.sizes(), expected.sizes()) << path;
   EXPECT_LE(max_abs_diff(actual, expected), 1e-4) << path;
+  // The evaluation layout (channels-last weights and input) computes the same function.
+  Graph nhwc = graph;
+  use_channels_last(nhwc);
+  torch::NoGradGuard no_grad;
+  EXPECT_LE(max_abs_diff(forward(nhwc, to_channels_last(x)), expected), 1e-4) << path << " (channels-last)";
 }
 
 nlohmann::json manifest() {

@@ -72,6 +72,15 @@ at::Tensor run_node(const Node& node, const std::vector<at::Tensor>& in) {
   fail("node '" + node.name + "'", "a known op", "op code " + std::to_string(static_cast<int>(node.op)));
 }
 
+void use_channels_last(Graph& graph) {
+  for (Node& node : graph.nodes)
+    if (node.op == Op::Conv2d) node.params["weight"] = node.param("weight").contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+at::Tensor to_channels_last(const at::Tensor& input) {
+  return input.dim() == 4 ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
+}
+
 at::Tensor forward(const Graph& graph, const at::Tensor& input, Observer* observer) {
   if (input.dim() != 4 || (graph.input_channels > 0 && input.size(1) != graph.input_channels))
     fail("model input", "N x " + std::to_string(graph.input_channels) + " x H x W", shape_string(input));

