@@ -55,13 +55,11 @@ Preprocess resolve_preprocess(const PreprocessOptions& options, int64_t model_ch
 }
 
 bool parse(int argc, char** argv, const po::options_description& options, const std::string& usage,
-           po::positional_options_description* positional) {
-  po::variables_map vm;
+           po::variables_map* parsed) {
+  po::variables_map local;
+  po::variables_map& vm = parsed ? *parsed : local;
   try {
-    po::command_line_parser parser(argc, argv);
-    parser.options(options);
-    if (positional) parser.positional(*positional);
-    po::store(parser.run(), vm);
+    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
     if (vm.count("help")) {
       std::cout << usage << "\n" << options << "\n";
       return false;
@@ -75,6 +73,23 @@ bool parse(int argc, char** argv, const po::options_description& options, const 
 
 void require_at_least(const std::string& option, int64_t value, int64_t minimum) {
   if (value < minimum) fail(option, "a value >= " + std::to_string(minimum), std::to_string(value));
+}
+
+std::vector<int64_t> input_size(const std::string& preset_name, const std::string& size_text) {
+  if (!size_text.empty()) {
+    int64_t h = 0, w = 0;
+    char x = 0, rest = 0;
+    std::istringstream in(size_text);
+    if ((in >> h >> x >> w) && x == 'x' && !(in >> rest) && h > 0 && w > 0) return {h, w};
+    std::istringstream single(size_text);
+    if ((single >> h) && !(single >> rest) && h > 0) return {h, h};
+    fail("--input-size", "HxW or N with positive sizes, e.g. 32x32", "'" + size_text + "'");
+  }
+  const Preprocess pre = preset(preset_name);  // throws for an unknown preset
+  if (pre.crop > 0) return {pre.crop, pre.crop};
+  if (preset_name == "cifar") return {32, 32};
+  if (preset_name == "fashion-mnist") return {28, 28};
+  fail("--input-size", "a size for preset " + preset_name, "none");
 }
 
 std::string join(const std::vector<float>& values) {

@@ -32,7 +32,12 @@ Preprocess resolve_preprocess(const PreprocessOptions& options, int64_t model_ch
 // `usage` and the options) when --help was given. Throws dfq::Error for unknown
 // options, missing required ones or malformed values.
 bool parse(int argc, char** argv, const po::options_description& options, const std::string& usage,
-           po::positional_options_description* positional = nullptr);
+           po::variables_map* parsed = nullptr);
+
+// Input height and width for a model: from --input-size ("HxW" or "N") when
+// given, else the preset's nominal size (cifar 32, imagenet 224 = its crop,
+// fashion-mnist 28); throws dfq::Error when neither gives one.
+std::vector<int64_t> input_size(const std::string& preset_name, const std::string& size_text);
 
 // Throws dfq::Error("--name: expected ..., found ...") unless value >= minimum.
 void require_at_least(const std::string& option, int64_t value, int64_t minimum);

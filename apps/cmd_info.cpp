@@ -1,7 +1,6 @@
 // dfq info: the imported graph, one line per node.
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 
 #include "cli.h"
 #include "commands.h"
@@ -22,24 +21,6 @@ const char* kUsage =
     "example:\n"
     "  dfq info --model ../shared/weights/cifar10-resnet20.pt --preset cifar\n";
 
-std::vector<int64_t> parse_size(const std::string& text) {
-  int64_t h = 0, w = 0;
-  char x = 0, rest = 0;
-  std::istringstream in(text);
-  if ((in >> h >> x >> w) && x == 'x' && !(in >> rest) && h > 0 && w > 0) return {h, w};
-  std::istringstream single(text);
-  if ((single >> h) && !(single >> rest) && h > 0) return {h, h};
-  fail("--input-size", "HxW or N with positive sizes, e.g. 32x32", "'" + text + "'");
-}
-
-int64_t nominal_size(const std::string& preset_name) {
-  if (preset_name == "imagenet") return 224;
-  if (preset_name == "fashion-mnist") return 28;
-  if (preset_name == "cifar") return 32;
-  preset(preset_name);  // throws for an unknown name
-  return 0;
-}
-
 }  // namespace
 
 int run_info(int argc, char** argv) {
@@ -58,12 +39,9 @@ int run_info(int argc, char** argv) {
   set_threads(threads);
   Graph graph = import_torchscript(model);
   std::vector<int64_t> shape;
-  if (!input_size.empty()) {
-    std::vector<int64_t> hw = parse_size(input_size);
+  if (!input_size.empty() || !preset_name.empty()) {
+    const std::vector<int64_t> hw = cli::input_size(preset_name, input_size);
     shape = {1, graph.input_channels, hw[0], hw[1]};
-  } else if (!preset_name.empty()) {
-    const int64_t size = nominal_size(preset_name);
-    shape = {1, graph.input_channels, size, size};
   }
   std::printf("model %s\n", model.c_str());
   if (shape.empty())

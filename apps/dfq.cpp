@@ -16,7 +16,8 @@ const char* kHelp =
     "usage: dfq <command> [options]      (dfq <command> --help for its options)\n\n"
     "commands:\n"
     "  eval   FP32 top-1/top-5 and images/s of a TorchScript model on an image folder\n"
-    "  info   print the graph imported from a TorchScript model\n\n"
+    "  info   print the graph imported from a TorchScript model\n"
+    "  synth  synthesize calibration images from the model's batch-norm statistics\n\n"
     "example:\n"
     "  dfq eval --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test --preset cifar\n";
 
@@ -31,7 +32,9 @@ int main(int argc, char** argv) {
   try {
     if (command == "eval") return dfq::cli::run_eval(argc - 1, argv + 1);
     if (command == "info") return dfq::cli::run_info(argc - 1, argv + 1);
-    std::fprintf(stderr, "error: unknown command '%s': expected eval or info (see dfq --help)\n", command.c_str());
+    if (command == "synth") return dfq::cli::run_synth(argc - 1, argv + 1);
+    std::fprintf(stderr, "error: unknown command '%s': expected eval, info or synth (see dfq --help)\n",
+                 command.c_str());
     return 2;
   } catch (const dfq::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -80,6 +80,38 @@ expect "missing data folder is refused" 1 "$tmp/none" -- \
 expect "dfq info lists nodes and BN layers" 0 "batch-norm layers \([0-9]+\)" -- "$dfq" info --model "$model" --preset fashion-mnist
 expect "dfq info shows the output shape" 0 "1x10" -- "$dfq" info --model "$model" --input-size 28x28
 
+# dfq synth on the embedded model (miniature run): files, JSON, PNGs that reload with their labels.
+expect "dfq synth --help shows an example" 0 "example:" -- "$dfq" synth --help
+expect "dfq synth direct on the embedded model" 0 "bn loss .*lower" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --method direct --count 20 --batch 20 --iters 40 --lr 0.5 \
+  --out "$tmp/synth" --dump-png --seed 1 --quiet --json "$tmp/s.json"
+for key in method count iterations seconds image_iterations_per_second initial_bn_loss final_bn_loss \
+    final_bn_loss_per_layer label_agreement class_histogram diversity; do
+  grep -q "\"$key\"" "$tmp/s.json" && ok "synth JSON has $key" || bad "synth JSON has $key"
+done
+[ -f "$tmp/synth/images.pt" ] && [ -f "$tmp/synth/synth.json" ] && ok "synth writes images.pt and synth.json" || bad "synth outputs"
+expect "synthetic PNGs reload through dfq eval" 0 "images +20 " -- \
+  "$dfq" eval --model "$model" --data "$tmp/synth/png" --preset fashion-mnist --quiet
+expect "dfq synth generator trains and saves" 0 "bn loss .*lower" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --method generator --count 10 --batch 16 --iters 15 \
+  --out "$tmp/gen1" --save-generator "$tmp/g.pt" --seed 2 --quiet
+expect "dfq synth generator reloads a saved generator" 0 "bn loss" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --method generator --count 10 --batch 16 \
+  --out "$tmp/gen2" --load-generator "$tmp/g.pt" --seed 2 --quiet
+cmp -s "$tmp/gen1/images.pt" "$tmp/gen2/images.pt" && ok "a reloaded generator samples the same images" ||
+  bad "a reloaded generator samples the same images"
+expect "generator-only option with --method direct is refused" 1 "--latent.*--method generator" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --method direct --latent 64 --out "$tmp/x"
+expect "direct-only option with --method generator is refused" 1 "--tv-weight.*--method direct" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --method generator --tv-weight 0.1 --out "$tmp/x"
+expect "unknown synthesis method is refused" 1 "--method.*direct or generator" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --method magic --out "$tmp/x"
+expect "--count 0 is refused" 1 "--count" -- "$dfq" synth --model "$model" --preset fashion-mnist --count 0 --out "$tmp/x"
+expect "unknown --bn-stats is refused" 1 "--bn-stats" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --bn-stats global --out "$tmp/x"
+expect "synthesis without BN layers is refused" 1 "batch-norm" -- \
+  "$dfq" synth --model "$src/tests/data/models/relu.pt" --input-size 8x8 --out "$tmp/x"
+
 # Reference figures on ../shared (FP32 top-1 to +-2 images).
 check_reference() {
   local name="$1" file="$2" want="$3"

@@ -1,0 +1,173 @@
+// dfq synth: synthetic calibration images from the model's BN statistics.
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "commands.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/execute.h"
+#include "core/import_torchscript.h"
+#include "core/runtime.h"
+#include "synth/direct.h"
+#include "synth/generator.h"
+#include "synth/metrics.h"
+
+namespace dfq::cli {
+
+namespace {
+
+struct SynthCommand {
+  std::string model, out, json, method = "direct", labels = "balanced", bn_stats = "batch", bn_distance = "l2";
+  std::string input_size, save_generator, load_generator;
+  PreprocessOptions preprocess;
+  int64_t count = 256, batch = 64, iters = 500, latent = 128;
+  double lr = 0.0, ce_weight = 1.0, tv_weight = 0.0, l2_weight = 0.0, diversity_weight = 0.1;
+  int jitter = 2, threads = 0;
+  uint64_t seed = 0;
+  bool no_flip = false, dump_png = false, quiet = false;
+};
+
+const char* kUsage =
+    "usage: dfq synth --model M.pt --preset P --method direct|generator --count N --out DIR [options]\n"
+    "Synthesizes calibration images whose batch-norm statistics match the model's stored\n"
+    "running mean/variance. Writes DIR/images.pt (normalized input space; Python:\n"
+    "torch.load), DIR/synth.json, and with --dump-png DIR/png/<label>/*.png.\n\n"
+    "example:\n"
+    "  dfq synth --model ../shared/weights/cifar10-resnet20.pt --preset cifar --method direct \\\n"
+    "            --count 256 --out build/synth-r20 --dump-png --seed 0\n";
+
+// An option given on the command line (not just defaulted).
+bool given(const po::variables_map& vm, const char* name) { return vm.count(name) && !vm[name].defaulted(); }
+
+void refuse_for_method(const po::variables_map& vm, const std::string& method, std::initializer_list<const char*> names,
+                       const char* owner) {
+  for (const char* name : names)
+    if (given(vm, name))
+      fail(std::string("--") + name, std::string("an option of --method ") + owner, "it combined with --method " + method);
+}
+
+}  // namespace
+
+int run_synth(int argc, char** argv) {
+  SynthCommand cmd;
+  po::options_description options("dfq synth options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("model", po::value(&cmd.model)->required(), "TorchScript model file with batch-norm layers")
+      ("out", po::value(&cmd.out)->required(), "output directory (created)")
+      ("method", po::value(&cmd.method)->default_value(cmd.method), "direct (optimize pixels) | generator (train G(z, y))")
+      ("count", po::value(&cmd.count)->default_value(cmd.count), "images to produce")
+      ("batch", po::value(&cmd.batch)->default_value(cmd.batch), "images optimized together")
+      ("iters", po::value(&cmd.iters), "optimizer steps: per batch for direct (default 500), in total for generator (default 200)")
+      ("lr", po::value(&cmd.lr), "peak learning rate, cosine decay (default: direct 0.25, generator 0.01)")
+      ("labels", po::value(&cmd.labels)->default_value(cmd.labels), "balanced (target labels + cross-entropy) | none")
+      ("ce-weight", po::value(&cmd.ce_weight)->default_value(cmd.ce_weight), "weight of the cross-entropy term")
+      ("bn-stats", po::value(&cmd.bn_stats)->default_value(cmd.bn_stats), "batch (DeepInversion) | per-image (ZeroQ)")
+      ("bn-distance", po::value(&cmd.bn_distance)->default_value(cmd.bn_distance), "l2 | relative (scale-free per channel)")
+      ("tv-weight", po::value(&cmd.tv_weight)->default_value(cmd.tv_weight), "direct: total-variation prior weight")
+      ("l2-weight", po::value(&cmd.l2_weight)->default_value(cmd.l2_weight), "direct: L2 prior weight")
+      ("jitter", po::value(&cmd.jitter)->default_value(cmd.jitter), "direct: random shift of up to N pixels per step")
+      ("no-flip", po::bool_switch(&cmd.no_flip), "direct: no random horizontal flips")
+      ("latent", po::value(&cmd.latent)->default_value(cmd.latent), "generator: size of z")
+      ("diversity-weight", po::value(&cmd.diversity_weight)->default_value(cmd.diversity_weight), "generator: diversity term weight")
+      ("save-generator", po::value(&cmd.save_generator), "generator: save the trained generator to FILE")
+      ("load-generator", po::value(&cmd.load_generator), "generator: load FILE instead of training")
+      ("input-size", po::value(&cmd.input_size), "image height x width (default: the preset's)")
+      ("seed", po::value(&cmd.seed)->default_value(cmd.seed), "random seed; same seed + threads = same images")
+      ("dump-png", po::bool_switch(&cmd.dump_png), "also write PNGs into DIR/png/<label>/")
+      ("json", po::value(&cmd.json), "also write the report JSON to this file")
+      ("threads", po::value(&cmd.threads)->default_value(cmd.threads), "compute threads (0: all cores)")
+      ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
+  add_preprocess_options(options, cmd.preprocess);
+  po::variables_map vm;
+  if (!parse(argc, argv, options, kUsage, &vm)) return 0;
+  if (cmd.method != "direct" && cmd.method != "generator")
+    fail("--method", "direct or generator", "'" + cmd.method + "'");
+  if (cmd.method == "direct")
+    refuse_for_method(vm, cmd.method, {"latent", "diversity-weight", "save-generator", "load-generator"}, "generator");
+  else
+    refuse_for_method(vm, cmd.method, {"tv-weight", "l2-weight", "jitter", "no-flip"}, "direct");
+  if (!given(vm, "iters")) cmd.iters = cmd.method == "direct" ? 500 : 200;
+  require_at_least("--count", cmd.count, 1);
+  require_at_least("--batch", cmd.batch, 1);
+  require_at_least("--iters", cmd.iters, cmd.method == "generator" && !cmd.load_generator.empty() ? 0 : 1);
+  require_at_least("--threads", cmd.threads, 0);
+  const LabelMode labels = parse_label_mode(cmd.labels);
+  const BnLossOptions bn{parse_bn_statistics(cmd.bn_stats), parse_bn_distance(cmd.bn_distance)};
+  if (!given(vm, "lr")) cmd.lr = cmd.method == "direct" ? 0.25 : 0.01;
+  if (!(cmd.lr > 0)) fail("--lr", "a positive learning rate", std::to_string(cmd.lr));
+
+  const int threads = set_threads(cmd.threads);
+  Graph graph = import_torchscript(cmd.model);
+  const Preprocess pre = resolve_preprocess(cmd.preprocess, graph.input_channels);
+  const std::vector<int64_t> hw = input_size(cmd.preprocess.preset, cmd.input_size);
+  if (graph.batch_norm_nodes().empty())
+    fail("model '" + cmd.model + "'", "batch-norm layers whose statistics synthesis can match",
+         "none (calibrate such a model on real images instead)");
+  if (std::filesystem::exists(cmd.out) && !std::filesystem::is_directory(cmd.out))
+    fail("--out '" + cmd.out + "'", "a directory", "an existing file");
+  use_channels_last(graph);
+
+  std::printf("model     %s (%zu batch-norm layers, %lld classes)\n", cmd.model.c_str(), graph.batch_norm_nodes().size(),
+              static_cast<long long>(graph.output_width()));
+  std::printf("images    %lld x %lldx%lldx%lld, preset %s, labels %s, seed %llu, threads %d\n",
+              static_cast<long long>(cmd.count), static_cast<long long>(pre.channels), static_cast<long long>(hw[0]),
+              static_cast<long long>(hw[1]), pre.name.c_str(), cmd.labels.c_str(),
+              static_cast<unsigned long long>(cmd.seed), threads);
+  std::printf("method    %s: batch %lld, iters %lld, lr %g, ce %g, bn stats %s, bn distance %s\n", cmd.method.c_str(),
+              static_cast<long long>(cmd.batch), static_cast<long long>(cmd.iters), cmd.lr, cmd.ce_weight,
+              to_string(bn.statistics), to_string(bn.distance));
+  std::fflush(stdout);
+
+  SynthReport report;
+  SynthSet set;
+  if (cmd.method == "direct") {
+    DirectOptions o;
+    o.count = cmd.count, o.batch = cmd.batch, o.iterations = cmd.iters, o.lr = cmd.lr, o.labels = labels;
+    o.ce_weight = cmd.ce_weight, o.tv_weight = cmd.tv_weight, o.l2_weight = cmd.l2_weight, o.jitter = cmd.jitter;
+    o.flip = !cmd.no_flip, o.bn = bn, o.seed = cmd.seed, o.quiet = cmd.quiet;
+    set = synthesize_direct(graph, pre, hw[0], hw[1], o, report);
+  } else {
+    GeneratorOptions o;
+    o.count = cmd.count, o.batch = cmd.batch, o.iterations = cmd.iters, o.lr = cmd.lr, o.latent = cmd.latent;
+    o.labels = labels, o.ce_weight = cmd.ce_weight, o.diversity_weight = cmd.diversity_weight, o.bn = bn;
+    o.seed = cmd.seed, o.quiet = cmd.quiet, o.load_path = cmd.load_generator, o.save_path = cmd.save_generator;
+    set = synthesize_with_generator(graph, pre, hw[0], hw[1], o, report);
+  }
+  const SynthQuality quality = measure_quality(graph, set, cmd.batch);
+  std::error_code ec;
+  std::filesystem::create_directories(cmd.out, ec);
+  if (ec) fail("--out '" + cmd.out + "'", "a directory that can be created", ec.message());
+  save_synth_set(set, cmd.out + "/images.pt");
+  if (cmd.dump_png) dump_png_folder(set, pre, graph.output_width(), cmd.out + "/png");
+
+  nlohmann::json per_layer = nlohmann::json::object();
+  for (size_t l = 0; l < report.bn_layers.size(); ++l) per_layer[report.bn_layers[l]] = report.final_bn_loss_per_layer[l];
+  const nlohmann::json j = {
+      {"method", report.method}, {"model", cmd.model}, {"count", report.count}, {"iterations", report.iterations},
+      {"batch", cmd.batch}, {"lr", cmd.lr}, {"labels", cmd.labels}, {"seed", cmd.seed}, {"threads", threads},
+      {"bn_stats", cmd.bn_stats}, {"bn_distance", cmd.bn_distance}, {"seconds", report.seconds},
+      {"image_iterations_per_second", report.image_iterations_per_second},
+      {"initial_bn_loss", report.initial_bn_loss}, {"final_bn_loss", report.final_bn_loss},
+      {"bn_loss_drop", report.final_bn_loss > 0 ? report.initial_bn_loss / report.final_bn_loss : 0.0},
+      {"final_bn_loss_per_layer", per_layer}, {"label_agreement", quality.label_agreement},
+      {"class_histogram", quality.class_histogram}, {"diversity", quality.diversity},
+      {"loss_curve", report.loss_curve}};
+  write_file_atomic(cmd.out + "/synth.json", j.dump(2) + "\n");
+  if (!cmd.json.empty()) write_file_atomic(cmd.json, j.dump(2) + "\n");
+
+  std::printf("bn loss   %.4g -> %.4g (%.1fx lower)\n", report.initial_bn_loss, report.final_bn_loss,
+              report.final_bn_loss > 0 ? report.initial_bn_loss / report.final_bn_loss : 0.0);
+  std::printf("labels    FP32 model agrees with the target label on %.1f %%\n", quality.label_agreement);
+  std::printf("classes  ");
+  for (int64_t c : quality.class_histogram) std::printf(" %lld", static_cast<long long>(c));
+  std::printf("\ndiversity %.4f (RMS per-element distance between images)\n", quality.diversity);
+  std::printf("seconds   %.2f  (%.0f image-iterations/s)\n", report.seconds, report.image_iterations_per_second);
+  std::printf("wrote     %s/images.pt%s, %s/synth.json\n", cmd.out.c_str(), cmd.dump_png ? " and png/" : "",
+              cmd.out.c_str());
+  return 0;
+}
+
+}  // namespace dfq::cli

@@ -1,0 +1,43 @@
+#include "synth/metrics.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include "core/execute.h"
+
+namespace dfq {
+
+SynthQuality measure_quality(const Graph& graph, const SynthSet& set, int64_t batch) {
+  c10::InferenceMode guard;
+  SynthQuality q;
+  const int64_t n = set.images.size(0);
+  int64_t labeled = 0, agree = 0;
+  for (int64_t begin = 0; begin < n; begin += batch) {
+    const int64_t len = std::min(batch, n - begin);
+    const at::Tensor predicted = forward(graph, set.images.narrow(0, begin, len)).argmax(1);
+    if (q.class_histogram.empty()) q.class_histogram.assign(static_cast<size_t>(graph.output_width() > 0 ? graph.output_width() : 0), 0);
+    const at::Tensor labels = set.labels.narrow(0, begin, len);
+    for (int64_t i = 0; i < len; ++i) {
+      const int64_t p = predicted[i].item<int64_t>();
+      if (p >= static_cast<int64_t>(q.class_histogram.size())) q.class_histogram.resize(static_cast<size_t>(p + 1), 0);
+      q.class_histogram[static_cast<size_t>(p)]++;
+      const int64_t label = labels[i].item<int64_t>();
+      if (label >= 0) {
+        ++labeled;
+        agree += p == label;
+      }
+    }
+  }
+  q.label_agreement = labeled ? 100.0 * static_cast<double>(agree) / static_cast<double>(labeled) : 0.0;
+  const int64_t m = std::min<int64_t>(n, 1024);
+  if (m >= 2) {
+    const at::Tensor flat = set.images.narrow(0, 0, m).reshape({m, -1}).to(at::kDouble);
+    const at::Tensor distances = at::cdist(flat, flat);
+    const double pair_sum = distances.sum().item<double>() / 2.0;  // each pair counted twice, diagonal 0
+    q.diversity = pair_sum / (static_cast<double>(m) * static_cast<double>(m - 1) / 2.0) /
+                  std::sqrt(static_cast<double>(flat.size(1)));
+  }
+  return q;
+}
+
+}  // namespace dfq
