@@ -153,7 +153,7 @@ int run_synth(int argc, char** argv) {
       {"initial_bn_loss", report.initial_bn_loss}, {"final_bn_loss", report.final_bn_loss},
       {"bn_loss_drop", report.final_bn_loss > 0 ? report.initial_bn_loss / report.final_bn_loss : 0.0},
       {"final_bn_loss_per_layer", per_layer}, {"label_agreement", quality.label_agreement},
-      {"class_histogram", quality.class_histogram}, {"diversity", quality.diversity},
+      {"class_histogram", quality.class_histogram}, {"diversity", quality.diversity}, {"diversity_within_class", quality.diversity_within_class},
       {"loss_curve", report.loss_curve}};
   write_file_atomic(cmd.out + "/synth.json", j.dump(2) + "\n");
   if (!cmd.json.empty()) write_file_atomic(cmd.json, j.dump(2) + "\n");
@@ -163,7 +163,8 @@ int run_synth(int argc, char** argv) {
   std::printf("labels    FP32 model agrees with the target label on %.1f %%\n", quality.label_agreement);
   std::printf("classes  ");
   for (int64_t c : quality.class_histogram) std::printf(" %lld", static_cast<long long>(c));
-  std::printf("\ndiversity %.4f (RMS per-element distance between images)\n", quality.diversity);
+  std::printf("\ndiversity %.4f overall, %.4f within a target label (RMS per-element distance between images)\n",
+              quality.diversity, quality.diversity_within_class);
   std::printf("seconds   %.2f  (%.0f image-iterations/s)\n", report.seconds, report.image_iterations_per_second);
   std::printf("wrote     %s/images.pt%s, %s/synth.json\n", cmd.out.c_str(), cmd.dump_png ? " and png/" : "",
               cmd.out.c_str());

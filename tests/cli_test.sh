@@ -86,7 +86,7 @@ expect "dfq synth direct on the embedded model" 0 "bn loss .*lower" -- \
   "$dfq" synth --model "$model" --preset fashion-mnist --method direct --count 20 --batch 20 --iters 40 --lr 0.5 \
   --out "$tmp/synth" --dump-png --seed 1 --quiet --json "$tmp/s.json"
 for key in method count iterations seconds image_iterations_per_second initial_bn_loss final_bn_loss \
-    final_bn_loss_per_layer label_agreement class_histogram diversity; do
+    final_bn_loss_per_layer label_agreement class_histogram diversity diversity_within_class; do
   grep -q "\"$key\"" "$tmp/s.json" && ok "synth JSON has $key" || bad "synth JSON has $key"
 done
 [ -f "$tmp/synth/images.pt" ] && [ -f "$tmp/synth/synth.json" ] && ok "synth writes images.pt and synth.json" || bad "synth outputs"

@@ -146,6 +146,7 @@ TEST(DirectSynth, LowersBnLossAndHitsTheTargetLabels) {
   for (int64_t c : q.class_histogram) total += c;
   EXPECT_EQ(total, 20);
   EXPECT_GT(q.diversity, 0.1);
+  EXPECT_GT(q.diversity_within_class, 0.1);
   // Balanced labels: image i targets class i mod 10.
   for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(set.labels[i].item<int64_t>(), i % 10);
   // Every pixel stays inside the valid [0, 1] range of the preset.
@@ -221,4 +222,17 @@ TEST(SynthSetFiles, RoundTripAndPngFolderReloadsWithTheRightLabels) {
   std::ofstream(dir / "junk.pt") << "not a pickle";
   EXPECT_NE(error_of([&] { load_synth_set((dir / "junk.pt").string()); }).find("junk.pt"), std::string::npos);
   fs::remove_all(dir);
+}
+
+TEST(SynthQualityMetrics, WithinClassDiversityExposesCollapse) {
+  Graph graph = import_torchscript(kModel);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  // Ten distinct images, each repeated three times under its own label.
+  const at::Tensor distinct = at::randn({10, 1, 28, 28}, gen);
+  SynthSet collapsed{distinct.repeat_interleave(3, 0), at::arange(10, at::kLong).repeat_interleave(3)};
+  const SynthQuality q = measure_quality(graph, collapsed, 16);
+  EXPECT_GT(q.diversity, 0.5);
+  EXPECT_EQ(q.diversity_within_class, 0.0);
+  SynthSet varied{at::randn({30, 1, 28, 28}, gen), collapsed.labels};
+  EXPECT_NEAR(measure_quality(graph, varied, 16).diversity_within_class, std::sqrt(2.0), 0.05);
 }

@@ -7,6 +7,20 @@
 
 namespace dfq {
 
+namespace {
+
+// Mean pairwise L2 distance between the images divided by sqrt(elements per image).
+double mean_pairwise_rms(const at::Tensor& images) {
+  const int64_t m = images.size(0);
+  if (m < 2) return 0.0;
+  const at::Tensor flat = images.reshape({m, -1}).to(at::kDouble);
+  const double pair_sum = at::cdist(flat, flat).sum().item<double>() / 2.0;  // each pair twice, diagonal 0
+  return pair_sum / (static_cast<double>(m) * static_cast<double>(m - 1) / 2.0) /
+         std::sqrt(static_cast<double>(flat.size(1)));
+}
+
+}  // namespace
+
 SynthQuality measure_quality(const Graph& graph, const SynthSet& set, int64_t batch) {
   c10::InferenceMode guard;
   SynthQuality q;
@@ -29,14 +43,18 @@ SynthQuality measure_quality(const Graph& graph, const SynthSet& set, int64_t ba
     }
   }
   q.label_agreement = labeled ? 100.0 * static_cast<double>(agree) / static_cast<double>(labeled) : 0.0;
-  const int64_t m = std::min<int64_t>(n, 1024);
-  if (m >= 2) {
-    const at::Tensor flat = set.images.narrow(0, 0, m).reshape({m, -1}).to(at::kDouble);
-    const at::Tensor distances = at::cdist(flat, flat);
-    const double pair_sum = distances.sum().item<double>() / 2.0;  // each pair counted twice, diagonal 0
-    q.diversity = pair_sum / (static_cast<double>(m) * static_cast<double>(m - 1) / 2.0) /
-                  std::sqrt(static_cast<double>(flat.size(1)));
+  q.diversity = mean_pairwise_rms(set.images.narrow(0, 0, std::min<int64_t>(n, 1024)));
+  const at::Tensor labels = set.labels.contiguous();
+  const int64_t max_label = n ? labels.max().item<int64_t>() : -1;
+  int64_t groups = 0;
+  double within = 0.0;
+  for (int64_t label = 0; label <= max_label; ++label) {
+    const at::Tensor members = at::nonzero(labels == label).flatten();
+    if (members.size(0) < 2) continue;
+    within += mean_pairwise_rms(set.images.index_select(0, members.narrow(0, 0, std::min<int64_t>(members.size(0), 256))));
+    ++groups;
   }
+  q.diversity_within_class = groups ? within / static_cast<double>(groups) : 0.0;
   return q;
 }
 

@@ -16,6 +16,10 @@ struct SynthQuality {
   // the RMS per-element difference in normalized input units (0 = all identical).
   // Over at most the first 1024 images.
   double diversity = 0.0;
+  // The same figure within each target label, averaged over labels with at least
+  // two images (0 without labels): exposes a generator that collapses to one
+  // image per class, which the overall figure hides behind between-class distances.
+  double diversity_within_class = 0.0;
 };
 
 SynthQuality measure_quality(const Graph& graph, const SynthSet& set, int64_t batch);
