@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "test_util.h"
 #include "core/execute.h"
 #include "core/fold_batch_norm.h"
 #include "core/graph.h"
@@ -16,6 +17,7 @@
 
 namespace fs = std::filesystem;
 using namespace dfq;
+using dfq::testing::error_of;
 
 namespace {
 
@@ -37,16 +39,6 @@ at::Tensor torchscript_output(const std::string& path, const at::Tensor& input) 
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
-// Message of the dfq::Error thrown by `f`, or "" if none was thrown.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 void expect_matches_torchscript(const std::string& path, const std::vector<int64_t>& shape, uint64_t seed = 1) {
   Graph graph = import_torchscript(path);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "test_util.h"
 #include "core/error.h"
 #include "core/execute.h"
 #include "core/import_torchscript.h"
@@ -45,14 +46,7 @@ fs::path temp_path(const std::string& name) {
   return fs::temp_directory_path() / ("dfq_gen_test_" + std::to_string(::getpid()) + "_" + name);
 }
 
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const dfq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using dfq::testing::error_of;
 
 TEST(GeneratorSynth, TrainingLowersBnLossAndHitsTargets) {
   dfq::GeneratorOptions options;

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "test_util.h"
 #include "core/execute.h"
 #include "core/import_torchscript.h"
 #include "eval/batch_loader.h"
@@ -17,21 +18,13 @@
 
 namespace fs = std::filesystem;
 using namespace dfq;
+using dfq::testing::error_of;
 
 namespace {
 
 const fs::path kSource = DFQ_SOURCE_DIR;
 const std::string kModel = (kSource / "weights" / "fashion_cnn.pt").string();
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // input -> bn: one BN layer on the raw input, so the loss has a closed form.
 Graph single_bn_graph(const at::Tensor& mean, const at::Tensor& var, double eps) {
