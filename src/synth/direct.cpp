@@ -60,7 +60,7 @@ SynthSet synthesize_direct(const Graph& graph, const Preprocess& pre, int64_t he
   for (int64_t b = 0; b < batches; ++b) {
     const int64_t first = b * o.batch, len = std::min(o.batch, o.count - first);
     at::Tensor labels = at::arange(first, first + len, at::kLong).remainder(std::max<int64_t>(classes, 1));
-    at::Tensor x = to_channels_last(at::randn({len, channels, height, width}, gen).max(lo).min(hi)).requires_grad_(true);
+    at::Tensor x = at::randn({len, channels, height, width}, gen).max(lo).min(hi).requires_grad_(true);
     torch::optim::Adam adam(std::vector<at::Tensor>{x}, torch::optim::AdamOptions(o.lr));
     for (int64_t it = 0; it < o.iterations; ++it) {
       // Cosine decay from lr to 0 over the iterations.
