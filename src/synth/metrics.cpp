@@ -26,30 +26,29 @@ SynthQuality measure_quality(const Graph& graph, const SynthSet& set, int64_t ba
   SynthQuality q;
   const int64_t n = set.images.size(0);
   int64_t labeled = 0, agree = 0;
+  q.class_histogram.assign(static_cast<size_t>(std::max<int64_t>(graph.output_width(), 0)), 0);
+  const at::Tensor all_labels = set.labels.contiguous();
   for (int64_t begin = 0; begin < n; begin += batch) {
     const int64_t len = std::min(batch, n - begin);
-    const at::Tensor predicted = forward(graph, set.images.narrow(0, begin, len)).argmax(1);
-    if (q.class_histogram.empty()) q.class_histogram.assign(static_cast<size_t>(graph.output_width() > 0 ? graph.output_width() : 0), 0);
-    const at::Tensor labels = set.labels.narrow(0, begin, len);
+    const at::Tensor predicted = forward(graph, set.images.narrow(0, begin, len)).argmax(1).contiguous();
+    const int64_t* p = predicted.data_ptr<int64_t>();
+    const int64_t* label = all_labels.data_ptr<int64_t>() + begin;
     for (int64_t i = 0; i < len; ++i) {
-      const int64_t p = predicted[i].item<int64_t>();
-      if (p >= static_cast<int64_t>(q.class_histogram.size())) q.class_histogram.resize(static_cast<size_t>(p + 1), 0);
-      q.class_histogram[static_cast<size_t>(p)]++;
-      const int64_t label = labels[i].item<int64_t>();
-      if (label >= 0) {
+      if (p[i] >= static_cast<int64_t>(q.class_histogram.size())) q.class_histogram.resize(static_cast<size_t>(p[i] + 1), 0);
+      q.class_histogram[static_cast<size_t>(p[i])]++;
+      if (label[i] >= 0) {
         ++labeled;
-        agree += p == label;
+        agree += p[i] == label[i];
       }
     }
   }
   q.label_agreement = labeled ? 100.0 * static_cast<double>(agree) / static_cast<double>(labeled) : 0.0;
   q.diversity = mean_pairwise_rms(set.images.narrow(0, 0, std::min<int64_t>(n, 1024)));
-  const at::Tensor labels = set.labels.contiguous();
-  const int64_t max_label = n ? labels.max().item<int64_t>() : -1;
+  const int64_t max_label = n ? all_labels.max().item<int64_t>() : -1;
   int64_t groups = 0;
   double within = 0.0;
   for (int64_t label = 0; label <= max_label; ++label) {
-    const at::Tensor members = at::nonzero(labels == label).flatten();
+    const at::Tensor members = at::nonzero(all_labels == label).flatten();
     if (members.size(0) < 2) continue;
     within += mean_pairwise_rms(set.images.index_select(0, members.narrow(0, 0, std::min<int64_t>(members.size(0), 256))));
     ++groups;
