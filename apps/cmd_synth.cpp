@@ -144,6 +144,7 @@ int run_synth(int argc, char** argv) {
   save_synth_set(set, cmd.out + "/images.pt");
   if (cmd.dump_png) dump_png_folder(set, pre, graph.output_width(), cmd.out + "/png");
 
+  const double drop = report.final_bn_loss > 0 ? report.initial_bn_loss / report.final_bn_loss : 0.0;
   nlohmann::json per_layer = nlohmann::json::object();
   for (size_t l = 0; l < report.bn_layers.size(); ++l) per_layer[report.bn_layers[l]] = report.final_bn_loss_per_layer[l];
   const nlohmann::json j = {
@@ -152,15 +153,15 @@ int run_synth(int argc, char** argv) {
       {"bn_stats", cmd.bn_stats}, {"bn_distance", cmd.bn_distance}, {"seconds", report.seconds},
       {"image_iterations_per_second", report.image_iterations_per_second},
       {"initial_bn_loss", report.initial_bn_loss}, {"final_bn_loss", report.final_bn_loss},
-      {"bn_loss_drop", report.final_bn_loss > 0 ? report.initial_bn_loss / report.final_bn_loss : 0.0},
+      {"bn_loss_drop", drop},
       {"final_bn_loss_per_layer", per_layer}, {"label_agreement", quality.label_agreement},
       {"class_histogram", quality.class_histogram}, {"diversity", quality.diversity}, {"diversity_within_class", quality.diversity_within_class},
       {"loss_curve", report.loss_curve}};
-  write_file_atomic(cmd.out + "/synth.json", j.dump(2) + "\n");
-  if (!cmd.json.empty()) write_file_atomic(cmd.json, j.dump(2) + "\n");
+  const std::string json_text = j.dump(2) + "\n";
+  write_file_atomic(cmd.out + "/synth.json", json_text);
+  if (!cmd.json.empty()) write_file_atomic(cmd.json, json_text);
 
-  std::printf("bn loss   %.4g -> %.4g (%.1fx lower)\n", report.initial_bn_loss, report.final_bn_loss,
-              report.final_bn_loss > 0 ? report.initial_bn_loss / report.final_bn_loss : 0.0);
+  std::printf("bn loss   %.4g -> %.4g (%.1fx lower)\n", report.initial_bn_loss, report.final_bn_loss, drop);
   std::printf("labels    FP32 model agrees with the target label on %.1f %%\n", quality.label_agreement);
   std::printf("classes  ");
   for (int64_t c : quality.class_histogram) std::printf(" %lld", static_cast<long long>(c));
