@@ -89,6 +89,13 @@ int run_synth(int argc, char** argv) {
     refuse_for_method(vm, cmd.method, {"latent", "diversity-weight", "save-generator", "load-generator"}, "generator");
   else
     refuse_for_method(vm, cmd.method, {"tv-weight", "l2-weight", "jitter", "no-flip"}, "direct");
+  if (cmd.labels == "none" && given(vm, "ce-weight"))
+    fail("--ce-weight", "target labels (--labels balanced) for a cross-entropy term", "--labels none");
+  if (!cmd.load_generator.empty())
+    for (const char* name : {"iters", "lr", "ce-weight", "diversity-weight"})
+      if (given(vm, name))
+        fail(std::string("--") + name, "a training option, used only without --load-generator",
+             "it combined with --load-generator (a loaded generator is not trained)");
   if (!given(vm, "iters")) cmd.iters = cmd.method == "direct" ? 500 : 200;
   require_at_least("--count", cmd.count, 1);
   require_at_least("--batch", cmd.batch, 1);

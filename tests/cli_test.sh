@@ -104,6 +104,10 @@ expect "generator-only option with --method direct is refused" 1 "--latent.*--me
   "$dfq" synth --model "$model" --preset fashion-mnist --method direct --latent 64 --out "$tmp/x"
 expect "direct-only option with --method generator is refused" 1 "--tv-weight.*--method direct" -- \
   "$dfq" synth --model "$model" --preset fashion-mnist --method generator --tv-weight 0.1 --out "$tmp/x"
+expect "--ce-weight without target labels is refused" 1 "--ce-weight.*--labels none" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --labels none --ce-weight 2 --out "$tmp/x"
+expect "training options with --load-generator are refused" 1 "--lr.*--load-generator" -- \
+  "$dfq" synth --model "$model" --preset fashion-mnist --method generator --load-generator "$tmp/g.pt" --lr 0.1 --out "$tmp/x"
 expect "unknown synthesis method is refused" 1 "--method.*direct or generator" -- \
   "$dfq" synth --model "$model" --preset fashion-mnist --method magic --out "$tmp/x"
 expect "--count 0 is refused" 1 "--count" -- "$dfq" synth --model "$model" --preset fashion-mnist --count 0 --out "$tmp/x"
