@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/runtime.h"
 
 namespace {
 
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
+  dfq::keep_freed_memory_in_heap();
   try {
     if (command == "eval") return dfq::cli::run_eval(argc - 1, argv + 1);
     if (command == "info") return dfq::cli::run_info(argc - 1, argv + 1);

@@ -12,6 +12,8 @@
 #include "eval/batch_loader.h"
 #include "eval/image_folder.h"
 #include "synth/bn_loss.h"
+#include "synth/bn_with_stats.h"
+#include "core/runtime.h"
 #include "synth/direct.h"
 #include "synth/metrics.h"
 #include "synth/synth_set.h"
@@ -96,6 +98,110 @@ TEST(BnLoss, IsZeroForDataWithTheStoredStatisticsAndDifferentiable) {
   loss.total().backward();
   EXPECT_GT(y.grad().abs().sum().item<double>(), 0.0);
   EXPECT_EQ(loss.layer_names(), std::vector<std::string>{"bn"});
+}
+
+// The fused kernel against the same computation from separate ATen ops in
+// double: values and the gradients of a random linear functional of all three
+// outputs, for both memory layouts, batch and per-image statistics, with and
+// without a residual add and a clamp.
+TEST(BnWithStats, MatchesSeparateOpsForwardAndBackward) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const int64_t C = 5;
+  const at::Tensor k = at::randn({C}, gen), t = at::randn({C}, gen);
+  for (bool channels_last : {false, true})
+    for (bool per_image : {false, true})
+      for (bool residual : {false, true})
+        for (int clamp = 0; clamp < 3; ++clamp) {
+          SCOPED_TRACE(::testing::Message() << "channels_last " << channels_last << " per_image " << per_image
+                                          << " residual " << residual << " clamp " << clamp);
+          const double lo = clamp == 0 ? -INFINITY : 0.0, hi = clamp == 2 ? 1.0 : INFINITY;
+          at::Tensor x = at::randn({3, C, 7, 9}, gen) * 2 + 0.5;
+          at::Tensor r = at::randn({3, C, 7, 9}, gen);
+          if (channels_last) {
+            x = x.contiguous(at::MemoryFormat::ChannelsLast);
+            r = r.contiguous(at::MemoryFormat::ChannelsLast);
+          }
+          x.requires_grad_(true);
+          r.requires_grad_(true);
+          const BnWithStats fused = batch_norm_with_stats(x, k, t, per_image, lo, hi, residual ? r : at::Tensor());
+          EXPECT_EQ(fused.output.is_contiguous(at::MemoryFormat::ChannelsLast), channels_last);
+
+          const at::Tensor xd = x.detach().to(at::kDouble).requires_grad_(true);
+          const at::Tensor rd = r.detach().to(at::kDouble).requires_grad_(true);
+          at::Tensor z = xd * k.to(at::kDouble).reshape({1, C, 1, 1}) + t.to(at::kDouble).reshape({1, C, 1, 1});
+          if (residual) z = z + rd;
+          const at::Tensor out = clamp == 0 ? z : at::clamp(z, lo, hi == INFINITY ? c10::optional<at::Scalar>() : hi);
+          const std::vector<int64_t> dims = per_image ? std::vector<int64_t>{2, 3} : std::vector<int64_t>{0, 2, 3};
+          const at::Tensor mean = xd.mean(dims), var = (xd - xd.mean(dims, true)).pow(2).mean(dims);
+          EXPECT_LT((fused.output.to(at::kDouble) - out).abs().max().item<double>(), 1e-5);
+          EXPECT_LT((fused.mean.to(at::kDouble) - mean).abs().max().item<double>(), 1e-5);
+          EXPECT_LT((fused.var.to(at::kDouble) - var).abs().max().item<double>(), 1e-4);
+
+          const at::Tensor w_out = at::randn(out.sizes(), gen), w_mean = at::randn(mean.sizes(), gen),
+                           w_var = at::randn(var.sizes(), gen);
+          ((fused.output * w_out).sum() + (fused.mean * w_mean).sum() + (fused.var * w_var).sum()).backward();
+          ((out * w_out.to(at::kDouble)).sum() + (mean * w_mean.to(at::kDouble)).sum() +
+           (var * w_var.to(at::kDouble)).sum())
+              .backward();
+          EXPECT_LT((x.grad().to(at::kDouble) - xd.grad()).abs().max().item<double>(), 1e-4);
+          if (residual) EXPECT_LT((r.grad().to(at::kDouble) - rd.grad()).abs().max().item<double>(), 1e-5);
+          else EXPECT_FALSE(r.grad().defined());
+        }
+}
+
+TEST(BnWithStats, SameBitsOnOneAndTwoThreads) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  const at::Tensor x = at::randn({8, 16, 12, 12}, gen), k = at::randn({16}, gen), t = at::randn({16}, gen);
+  std::vector<at::Tensor> results;
+  for (int threads : {1, 2}) {
+    set_threads(threads);
+    const at::Tensor xi = x.clone().requires_grad_(true);
+    const BnWithStats r = batch_norm_with_stats(xi, k, t, false, 0.0);
+    (r.output.sum() + r.var.sum() + r.mean.sum()).backward();
+    results.push_back(at::cat({r.output.detach().flatten(), r.mean.detach(), r.var.detach(), xi.grad().flatten()}));
+  }
+  set_threads(0);
+  EXPECT_TRUE(at::equal(results[0], results[1]));
+}
+
+// The unfused definition: var_mean of every BN input, as an after_node observer.
+class ReferenceBnLoss : public Observer {
+ public:
+  void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor&) override {
+    if (node.op != Op::BatchNorm) return;
+    const double eps = node.attrs.f("eps");
+    auto [var, mean] = at::var_mean(inputs[0], {0, 2, 3}, /*unbiased=*/false);
+    const at::Tensor term = (mean - node.param("running_mean")).pow(2).sum() +
+                            (at::sqrt(var + eps) - at::sqrt(node.param("running_var") + eps)).pow(2).sum();
+    total = total.defined() ? total + term : term;
+  }
+  at::Tensor total;
+};
+
+// On a real model with residual adds, ReLU and ReLU6 (so every fusion path
+// runs), the fused loss gives the model's own logits, the definition's loss and
+// the definition's input gradient.
+TEST(BnLoss, FusedPathMatchesTheUnfusedDefinitionOnAResidualModel) {
+  const Graph graph = import_torchscript(kModel);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  const at::Tensor x = at::randn({6, 1, 28, 28}, gen);
+  at::Tensor plain_logits;
+  {
+    at::NoGradGuard no_grad;
+    plain_logits = forward(graph, x);
+  }
+  const at::Tensor x1 = x.clone().requires_grad_(true), x2 = x.clone().requires_grad_(true);
+  BnStatsLoss fused(graph, {});
+  const at::Tensor logits = forward(graph, x1, &fused);
+  EXPECT_LT((logits - plain_logits).abs().max().item<double>(), 1e-4);
+  ReferenceBnLoss reference;
+  forward(graph, x2, &reference);
+  const double expected = reference.total.item<double>();
+  EXPECT_NEAR(fused.total().item<double>(), expected, 1e-4 * expected);
+  (fused.total() + logits.sum()).backward();
+  (reference.total + forward(graph, x2).sum()).backward();
+  const double scale = x2.grad().abs().max().item<double>();
+  EXPECT_LT((x1.grad() - x2.grad()).abs().max().item<double>(), 1e-4 * scale);
 }
 
 TEST(BnLoss, RefusesModelsWithoutBatchNormAndBadOptionNames) {

@@ -99,7 +99,7 @@ at::Tensor forward(const Graph& graph, const at::Tensor& input, Observer* observ
       // Nothing else can see the input (no observer, no autograd, last reader, not
       // the caller's tensor, no view shares its storage): rectify in place.
       out = at::relu_(args[0]);
-    } else {
+    } else if (observer == nullptr || !observer->compute_node(node, args, out)) {
       try {
         out = run_node(node, args);
       } catch (const c10::Error& e) {

@@ -17,6 +17,13 @@ namespace dfq {
 class Observer {
  public:
   virtual ~Observer() = default;
+  // Called before a node runs: an observer that computes the node itself (e.g. a
+  // fused kernel) stores the result in `output` and returns true; run_node is
+  // then skipped. after_node still follows.
+  virtual bool compute_node(const Node& /*node*/, const std::vector<at::Tensor>& /*inputs*/,
+                            at::Tensor& /*output*/) {
+    return false;
+  }
   virtual void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) = 0;
 };
 

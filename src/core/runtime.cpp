@@ -2,6 +2,10 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <string>
 #include <thread>
 
@@ -19,6 +23,14 @@ int set_threads(int threads) {
   const int effective = threads == 0 ? hardware_threads() : threads;
   at::set_num_threads(effective);
   return at::get_num_threads();
+}
+
+void keep_freed_memory_in_heap() {
+#if defined(__GLIBC__)
+  // 1 GiB: larger than any single activation dfq allocates on these models.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }
 
 }  // namespace dfq

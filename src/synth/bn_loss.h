@@ -15,6 +15,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,11 @@ class BnStatsLoss : public Observer {
  public:
   BnStatsLoss(const Graph& graph, BnLossOptions options);
 
-  void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override;
+  // Runs each BatchNorm node itself, fused with its input statistics and with
+  // the residual add and ReLU/clamp that follow it when they are its only
+  // readers (see bn_with_stats.h), and records its term.
+  bool compute_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override;
+  void after_node(const Node&, const std::vector<at::Tensor>&, at::Tensor&) override {}
 
   void reset();                                    // forget the terms of the previous forward pass
   at::Tensor total() const;                        // scalar sum of the layer terms of the last pass
@@ -54,9 +59,26 @@ class BnStatsLoss : public Observer {
 
  private:
   BnLossOptions options_;
-  std::vector<int> slot_of_node_;  // node id -> index into terms_, or -1
+  struct Layer {
+    double eps = 0;
+    at::Tensor stored_mean, stored_std;  // m and s above
+    at::Tensor scale, shift;             // the layer as k * x + t
+    double clamp_min = -INFINITY, clamp_max = INFINITY;  // a fused ReLU/ReLU6 that follows
+  };
   std::vector<std::string> names_;
-  std::vector<at::Tensor> terms_;
+  std::vector<Layer> layers_;
+  // How forward() computes each node under this observer (index: node id).
+  struct Role {
+    enum Kind { kNone, kBatchNorm, kDeferredBatchNorm, kFusedAdd, kPassThrough } kind = kNone;
+    int slot = -1;     // kBatchNorm, kFusedAdd: the BN layer it computes
+    int bn_side = 0;   // kFusedAdd: which input is the (deferred) BN's raw input
+  };
+  std::vector<Role> role_;
+  at::Tensor weighted_distances() const;
+
+  std::vector<int64_t> offsets_;  // layer l owns channels [offsets_[l], offsets_[l + 1])
+  at::Tensor stored_mean_, stored_std_, eps_, weight_;  // per channel, all layers
+  std::vector<at::Tensor> batch_mean_, batch_var_;      // per layer, from the last pass
 };
 
 }  // namespace dfq
