@@ -12,13 +12,17 @@
 #include "core/import_torchscript.h"
 #include "core/runtime.h"
 #include "eval/evaluate.h"
+#include "quant/artifact.h"
+#include "quant/simulate.h"
+
+#include <memory>
 
 namespace dfq::cli {
 
 namespace {
 
 struct EvalCommand {
-  std::string model, data, json, class_names;
+  std::string model, qmodel, engine = "simulated", data, json, class_names;
   PreprocessOptions preprocess;
   int64_t batch = 256, limit = 0;
   int threads = 0, decode_threads = 1;
@@ -26,9 +30,10 @@ struct EvalCommand {
 };
 
 const char* kUsage =
-    "usage: dfq eval --model M.pt --data DIR [--preset cifar|imagenet|fashion-mnist] [options]\n"
-    "Evaluates the model (FP32) on an ImageNet-style folder (one sub-folder per class,\n"
-    "sorted names give the label index) and prints top-1, top-5 and images/s.\n\n"
+    "usage: dfq eval (--model M.pt | --qmodel Q.dfq [--engine simulated]) --data DIR [--preset P] [options]\n"
+    "Evaluates the model (FP32 TorchScript, or a quantized model from dfq quantize) on an\n"
+    "ImageNet-style folder (one sub-folder per class, sorted names give the label index)\n"
+    "and prints top-1, top-5 and images/s.\n\n"
     "example:\n"
     "  dfq eval --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test \\\n"
     "           --preset cifar --json results/resnet20-fp32.json\n";
@@ -40,7 +45,10 @@ int run_eval(int argc, char** argv) {
   po::options_description options("dfq eval options");
   options.add_options()
       ("help,h", "show this help")
-      ("model", po::value(&cmd.model)->required(), "TorchScript model file (torch.jit.trace + save)")
+      ("model", po::value(&cmd.model), "TorchScript model file (torch.jit.trace + save), evaluated in FP32")
+      ("qmodel", po::value(&cmd.qmodel), "quantized model from dfq quantize (.dfq)")
+      ("engine", po::value(&cmd.engine)->default_value(cmd.engine),
+       "for --qmodel: simulated (float with quantize-dequantize at every point, as the integer engine computes)")
       ("data", po::value(&cmd.data)->required(), "validation folder, one sub-folder per class")
       ("batch", po::value(&cmd.batch)->default_value(cmd.batch), "images per batch")
       ("limit", po::value(&cmd.limit)->default_value(cmd.limit), "evaluate only the first N images (0: all)")
@@ -56,33 +64,51 @@ int run_eval(int argc, char** argv) {
        "run batch norm as a separate op instead of folding it into the preceding convolution")
       ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
   add_preprocess_options(options, cmd.preprocess);
-  if (!parse(argc, argv, options, kUsage)) return 0;
+  po::variables_map vm;
+  if (!parse(argc, argv, options, kUsage, &vm)) return 0;
+  if (cmd.model.empty() == cmd.qmodel.empty())
+    fail("model", "exactly one of --model (FP32) and --qmodel (quantized)", cmd.model.empty() ? "neither" : "both");
+  if (cmd.qmodel.empty() && !vm["engine"].defaulted()) fail("--engine", "--qmodel (a quantized model)", "--model");
+  if (cmd.engine != "simulated")
+    fail("--engine", "simulated (the integer engine is not built yet)", "'" + cmd.engine + "'");
+  if (!cmd.qmodel.empty() && cmd.no_fold_bn) fail("--no-fold-bn", "--model (a quantized model is always folded)", "--qmodel");
   require_at_least("--batch", cmd.batch, 1);
   require_at_least("--limit", cmd.limit, 0);
   require_at_least("--threads", cmd.threads, 0);
   require_at_least("--decode-threads", cmd.decode_threads, 1);
 
   const int threads = set_threads(cmd.threads);
-  const Graph imported = import_torchscript(cmd.model);
-  // Folding is exact in real arithmetic (float results differ by ~1e-6) and saves
-  // one pass over every convolution's output; channels-last saves layout reorders.
-  Graph graph = cmd.no_fold_bn ? imported : fold_batch_norms(imported);
-  use_channels_last(graph);
+  std::unique_ptr<SimulatedModel> simulated;
+  Graph imported, graph;
+  if (!cmd.qmodel.empty()) {
+    QuantizedModel q = load_quantized_model(cmd.qmodel);
+    imported = graph = q.graph;
+    simulated = std::make_unique<SimulatedModel>(q);
+  } else {
+    imported = import_torchscript(cmd.model);
+    // Folding is exact in real arithmetic (float results differ by ~1e-6) and saves
+    // one pass over every convolution's output; channels-last saves layout reorders.
+    graph = cmd.no_fold_bn ? imported : fold_batch_norms(imported);
+    use_channels_last(graph);
+  }
   Preprocess pre = resolve_preprocess(cmd.preprocess, graph.input_channels);
   ImageFolder folder = scan_image_folder(cmd.data, cmd.skip_bad);
   const std::vector<int64_t> outputs = class_outputs(folder, cmd.class_names, graph.output_width());
 
   const size_t folded = imported.batch_norm_nodes().size() - graph.batch_norm_nodes().size();
-  std::printf("model     %s (%zu nodes, %zu batch-norm layers, %zu folded into convolutions)\n", cmd.model.c_str(),
-              imported.nodes.size(), imported.batch_norm_nodes().size(), folded);
+  if (simulated)
+    std::printf("model     %s (quantized, %zu nodes, engine %s)\n", cmd.qmodel.c_str(), graph.nodes.size(), cmd.engine.c_str());
+  else
+    std::printf("model     %s (%zu nodes, %zu batch-norm layers, %zu folded into convolutions)\n", cmd.model.c_str(),
+                imported.nodes.size(), imported.batch_norm_nodes().size(), folded);
   std::printf("data      %s (%zu classes, %zu images%s)\n", cmd.data.c_str(), folder.classes.size(),
               folder.images.size(), folder.skipped.empty() ? "" : ", non-image files skipped");
   if (!cmd.class_names.empty()) std::printf("classes   mapped to outputs by %s\n", cmd.class_names.c_str());
   std::printf("preset    %s: %d channel(s), resize %d, crop %d, mean %s, std %s\n", pre.name.c_str(), pre.channels,
               pre.resize_shorter, pre.crop, join(pre.mean).c_str(), join(pre.std).c_str());
-  std::printf("run       batch %lld, limit %lld, threads %d, decode threads %d, skip-bad %s, layout NHWC\n",
+  std::printf("run       batch %lld, limit %lld, threads %d, decode threads %d, skip-bad %s, layout %s\n",
               static_cast<long long>(cmd.batch), static_cast<long long>(cmd.limit), threads, cmd.decode_threads,
-              cmd.skip_bad ? "on" : "off");
+              cmd.skip_bad ? "on" : "off", simulated ? "NCHW" : "NHWC");
   std::fflush(stdout);
 
   LoaderOptions loader;
@@ -90,8 +116,9 @@ int run_eval(int argc, char** argv) {
   loader.limit = cmd.limit;
   loader.skip_bad = cmd.skip_bad;
   loader.decode_threads = cmd.decode_threads;
-  const EvalResult result =
-      evaluate([&](const at::Tensor& x) { return forward(graph, to_channels_last(x)); }, folder, outputs, pre, loader, cmd.quiet);
+  const BatchModel model = simulated ? BatchModel([&](const at::Tensor& x) { return simulated->forward(x); })
+                                     : BatchModel([&](const at::Tensor& x) { return forward(graph, to_channels_last(x)); });
+  const EvalResult result = evaluate(model, folder, outputs, pre, loader, cmd.quiet);
 
   std::printf("top-1     %.2f %% (%lld/%lld)\n", result.top1(), static_cast<long long>(result.correct_top1),
               static_cast<long long>(result.images));
@@ -102,7 +129,8 @@ int run_eval(int argc, char** argv) {
   std::printf("seconds   %.3f\nimages/s  %.1f\n", result.seconds, result.images_per_second());
   if (!cmd.json.empty()) {
     nlohmann::json j = to_json(result);
-    j["model"] = cmd.model;
+    j["model"] = simulated ? cmd.qmodel : cmd.model;
+    j["engine"] = simulated ? cmd.engine : "fp32";
     j["data"] = cmd.data;
     j["preset"] = pre.name;
     j["threads"] = threads;

@@ -16,9 +16,10 @@ const char* kHelp =
     "dfq - data-free quantization toolkit for trained CNNs\n\n"
     "usage: dfq <command> [options]      (dfq <command> --help for its options)\n\n"
     "commands:\n"
-    "  eval   FP32 top-1/top-5 and images/s of a TorchScript model on an image folder\n"
-    "  info   print the graph imported from a TorchScript model\n"
-    "  synth  synthesize calibration images from the model's batch-norm statistics\n\n"
+    "  eval      top-1/top-5 and images/s of a model (FP32, or a quantized .dfq) on an image folder\n"
+    "  info      print the graph imported from a TorchScript model\n"
+    "  synth     synthesize calibration images from the model's batch-norm statistics\n"
+    "  quantize  quantize a model (W2-8 A2-8) calibrated on synthetic or real images\n\n"
     "example:\n"
     "  dfq eval --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test --preset cifar\n";
 
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
     if (command == "eval") return dfq::cli::run_eval(argc - 1, argv + 1);
     if (command == "info") return dfq::cli::run_info(argc - 1, argv + 1);
     if (command == "synth") return dfq::cli::run_synth(argc - 1, argv + 1);
-    std::fprintf(stderr, "error: unknown command '%s': expected eval, info or synth (see dfq --help)\n",
+    if (command == "quantize") return dfq::cli::run_quantize(argc - 1, argv + 1);
+    std::fprintf(stderr, "error: unknown command '%s': expected eval, info, synth or quantize (see dfq --help)\n",
                  command.c_str());
     return 2;
   } catch (const dfq::Error& e) {

@@ -21,7 +21,7 @@ struct GeneratorOptions {
   int64_t latent = 128;      // size of z
   LabelMode labels = LabelMode::kBalanced;
   double ce_weight = 1.0;
-  double diversity_weight = 0.1;
+  double diversity_weight = 5.0;  // measured on ResNet-20: 0.1 collapses each class to one image (within-class diversity 0.22), 5 gives 0.88 at 242x BN-loss drop
   BnLossOptions bn;
   uint64_t seed = 0;
   bool quiet = false;

@@ -1,0 +1,201 @@
+// dfq quantize: post-training quantization on synthetic (or real) calibration data.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli.h"
+#include "commands.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/import_torchscript.h"
+#include "core/runtime.h"
+#include "eval/batch_loader.h"
+#include "eval/image_folder.h"
+#include "quant/artifact.h"
+#include "quant/quantize.h"
+#include "synth/direct.h"
+#include "synth/synth_set.h"
+
+namespace dfq::cli {
+
+namespace {
+
+struct QuantizeCommand {
+  std::string model, out, json, calib = "synthetic", calib_data, weight_range = "mmse", act_range = "mmse";
+  std::string input_size;
+  PreprocessOptions preprocess;
+  int wbits = 8, abits = 8, first_last_bits = 0, residual_layers = 0, threads = 0;
+  int64_t calib_count = 256, synth_iters = 500;
+  double percentile = 99.99, residual_budget = 0.0;
+  uint64_t seed = 0;
+  bool per_tensor = false, no_bias_correction = false, quiet = false;
+};
+
+const char* kUsage =
+    "usage: dfq quantize --model M.pt --preset P --wbits B --abits B --out Q.dfq [options]\n"
+    "Folds BN, quantizes weights (symmetric, per output channel) and activations (per\n"
+    "tensor) with ranges found on calibration data (synthetic by default), optionally\n"
+    "adds residual weight tensors and corrects biases; writes the quantized model and a\n"
+    "per-layer report. Evaluate it with: dfq eval --qmodel Q.dfq --data DIR --engine simulated\n\n"
+    "example:\n"
+    "  dfq quantize --model ../shared/weights/cifar10-resnet20.pt --preset cifar --wbits 4 --abits 4 \\\n"
+    "               --residual-layers 3 --out build/r20-w4a4.dfq --json build/r20-w4a4.json\n";
+
+// Real calibration images: `count` drawn from the whole folder with `seed`
+// (a sorted folder's first images would all be one class).
+at::Tensor load_calibration_folder(const std::string& dir, int64_t count, const Preprocess& pre, uint64_t seed) {
+  ImageFolder folder = scan_image_folder(dir, false);
+  std::mt19937_64 rng(seed);
+  std::shuffle(folder.images.begin(), folder.images.end(), rng);
+  if (static_cast<int64_t>(folder.images.size()) > count) folder.images.resize(static_cast<size_t>(count));
+  LoaderOptions o;
+  o.batch_size = static_cast<int64_t>(folder.images.size());
+  BatchLoader loader(folder, pre, o);
+  Batch batch;
+  loader.next(batch);
+  return batch.images.narrow(0, 0, batch.count).clone();
+}
+
+}  // namespace
+
+int run_quantize(int argc, char** argv) {
+  QuantizeCommand cmd;
+  po::options_description options("dfq quantize options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("model", po::value(&cmd.model)->required(), "TorchScript model file")
+      ("out", po::value(&cmd.out)->required(), "quantized model file to write (.dfq)")
+      ("wbits", po::value(&cmd.wbits)->default_value(cmd.wbits), "weight bits, 2..8")
+      ("abits", po::value(&cmd.abits)->default_value(cmd.abits), "activation bits, 2..8 (the input is always 8)")
+      ("first-last-bits", po::value(&cmd.first_last_bits)->default_value(cmd.first_last_bits),
+       "weight bits of the first and last layer, 2..8 (0: same as --wbits)")
+      ("per-tensor", po::bool_switch(&cmd.per_tensor), "one weight scale per layer instead of per output channel")
+      ("weight-range", po::value(&cmd.weight_range)->default_value(cmd.weight_range), "minmax | percentile | kl | mmse")
+      ("act-range", po::value(&cmd.act_range)->default_value(cmd.act_range), "minmax | percentile | kl | mmse")
+      ("percentile", po::value(&cmd.percentile)->default_value(cmd.percentile), "percentile for the percentile method")
+      ("residual-layers", po::value(&cmd.residual_layers)->default_value(cmd.residual_layers),
+       "give the K layers with the worst weight error a second (residual) weight tensor")
+      ("residual-budget", po::value(&cmd.residual_budget)->default_value(cmd.residual_budget),
+       "or: as many layers as fit F extra weight bits (fraction of the model's, 0..1)")
+      ("no-bias-correction", po::bool_switch(&cmd.no_bias_correction), "keep the biases as folded")
+      ("calib", po::value(&cmd.calib)->default_value(cmd.calib),
+       "synthetic (synthesize now) | a dfq synth output (DIR with images.pt, or the .pt) | an image folder")
+      ("calib-data", po::value(&cmd.calib_data), "real images for calibration (same as --calib DIR)")
+      ("calib-count", po::value(&cmd.calib_count)->default_value(cmd.calib_count), "calibration images")
+      ("synth-iters", po::value(&cmd.synth_iters)->default_value(cmd.synth_iters),
+       "synthesis iterations per batch for --calib synthetic (direct method)")
+      ("input-size", po::value(&cmd.input_size), "image height x width for synthesis (default: the preset's)")
+      ("seed", po::value(&cmd.seed)->default_value(cmd.seed), "random seed (synthesis, image sampling)")
+      ("json", po::value(&cmd.json), "also write the report as JSON to this file")
+      ("threads", po::value(&cmd.threads)->default_value(cmd.threads), "compute threads (0: all cores)")
+      ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
+  add_preprocess_options(options, cmd.preprocess);
+  po::variables_map vm;
+  if (!parse(argc, argv, options, kUsage, &vm)) return 0;
+  if (vm.count("calib-data")) {
+    if (!vm["calib"].defaulted()) fail("--calib-data", "either --calib or --calib-data", "both");
+    cmd.calib = cmd.calib_data;
+  }
+  require_at_least("--calib-count", cmd.calib_count, 1);
+  require_at_least("--synth-iters", cmd.synth_iters, 1);
+  require_at_least("--threads", cmd.threads, 0);
+  if (!(cmd.percentile > 0 && cmd.percentile <= 100)) fail("--percentile", "a value in (0, 100]", std::to_string(cmd.percentile));
+  if (cmd.calib != "synthetic" && !vm["synth-iters"].defaulted())
+    fail("--synth-iters", "--calib synthetic", "--calib " + cmd.calib);
+  QuantizeOptions o;
+  o.weight_bits = cmd.wbits, o.activation_bits = cmd.abits, o.first_last_bits = cmd.first_last_bits;
+  o.per_channel = !cmd.per_tensor;
+  o.weight_range = RangeOptions{parse_range_method(cmd.weight_range, "--weight-range"), cmd.percentile};
+  o.activation_range = RangeOptions{parse_range_method(cmd.act_range, "--act-range"), cmd.percentile};
+  o.residual_layers = cmd.residual_layers, o.residual_budget = cmd.residual_budget;
+  o.bias_correction = !cmd.no_bias_correction, o.quiet = cmd.quiet;
+  // Checks bits and residual options before any slow step.
+  check_bits(o.weight_bits, "--wbits");
+  check_bits(o.activation_bits, "--abits");
+  if (o.first_last_bits != 0) check_bits(o.first_last_bits, "--first-last-bits");
+
+  const int threads = set_threads(cmd.threads);
+  const Graph graph = import_torchscript(cmd.model);
+  const Preprocess pre = resolve_preprocess(cmd.preprocess, graph.input_channels);
+  std::printf("model     %s (%zu nodes, %zu batch-norm layers folded)\n", cmd.model.c_str(), graph.nodes.size(),
+              graph.batch_norm_nodes().size());
+  std::printf("scheme    W%d A%d (input 8-bit), first/last layer %s, weights %s, ranges: weights %s, activations %s\n",
+              o.weight_bits, o.activation_bits,
+              o.first_last_bits ? ("W" + std::to_string(o.first_last_bits)).c_str() : "same", o.per_channel ? "per channel" : "per tensor",
+              cmd.weight_range.c_str(), cmd.act_range.c_str());
+  std::printf("extras    residual tensors %s, bias correction %s, threads %d, seed %llu\n",
+              o.residual_budget > 0 ? ("budget " + std::to_string(o.residual_budget)).c_str()
+                                    : (std::to_string(o.residual_layers) + " layers").c_str(),
+              o.bias_correction ? "on" : "off", threads, static_cast<unsigned long long>(cmd.seed));
+  std::fflush(stdout);
+
+  at::Tensor calibration;
+  std::string calibration_text;
+  namespace fs = std::filesystem;
+  if (cmd.calib == "synthetic") {
+    const std::vector<int64_t> hw = input_size(cmd.preprocess.preset, cmd.input_size);
+    DirectOptions d;
+    d.count = cmd.calib_count, d.iterations = cmd.synth_iters, d.seed = cmd.seed, d.quiet = cmd.quiet;
+    SynthReport synth;
+    calibration = synthesize_direct(graph, pre, hw[0], hw[1], d, synth).images;
+    calibration_text = "synthetic (direct, " + std::to_string(cmd.calib_count) + " images, " +
+                       std::to_string(cmd.synth_iters) + " iterations, BN loss " + std::to_string(synth.initial_bn_loss) +
+                       " -> " + std::to_string(synth.final_bn_loss) + ")";
+    std::printf("calib     %s, %.1f s\n", calibration_text.c_str(), synth.seconds);
+  } else if (fs::is_regular_file(cmd.calib) || fs::is_regular_file(fs::path(cmd.calib) / "images.pt")) {
+    const std::string file = fs::is_regular_file(cmd.calib) ? cmd.calib : (fs::path(cmd.calib) / "images.pt").string();
+    calibration = load_synth_set(file).images;
+    if (calibration.size(0) > cmd.calib_count) calibration = calibration.narrow(0, 0, cmd.calib_count);
+    calibration_text = "synthetic set " + file + " (" + std::to_string(calibration.size(0)) + " images)";
+    std::printf("calib     %s\n", calibration_text.c_str());
+  } else {
+    calibration = load_calibration_folder(cmd.calib, cmd.calib_count, pre, cmd.seed);
+    calibration_text = "real images from " + cmd.calib + " (" + std::to_string(calibration.size(0)) + ", sampled with seed " +
+                       std::to_string(cmd.seed) + ")";
+    std::printf("calib     %s\n", calibration_text.c_str());
+  }
+  std::fflush(stdout);
+
+  QuantizeReport report;
+  QuantizedModel model = quantize_model(graph, calibration, o, report);
+  model.config.calibration = calibration_text;
+  save_quantized_model(model, cmd.out);
+
+  std::printf("\n%-28s %4s %9s %10s %8s %10s\n", "layer", "bits", "clip/max", "W SQNR dB", "residual", "bias shift");
+  for (const LayerReport& l : report.layers)
+    std::printf("%-28s %4d %9.3f %10.2f %8s %10.4g\n", l.name.c_str(), l.bits, l.clip_ratio, l.weight_sqnr_db,
+                l.residual ? "yes" : "no", l.bias_shift);
+  std::printf("\n%-28s %-16s %10s %10s %10s\n", "activation point", "range", "scale", "clip", "A SQNR dB");
+  for (const PointReport& p : report.points)
+    std::printf("%-28s %-16s %10.4g %10.4g %10.2f\n", p.name.c_str(), p.range.c_str(), p.scale, p.clip,
+                p.activation_sqnr_db);
+  std::printf("\nweights   %.0f bits stored (%.3f bits/weight)\nseconds   %.2f (quantization, after calibration data)\nwrote     %s\n",
+              report.weight_bits_total, report.weight_bits_total /
+                  std::max(1.0, [&] { double n = 0; for (const LayerReport& l : report.layers) n += static_cast<double>(l.parameters); return n; }()),
+              report.seconds, cmd.out.c_str());
+
+  if (!cmd.json.empty()) {
+    nlohmann::json layers = nlohmann::json::array(), points = nlohmann::json::array();
+    for (const LayerReport& l : report.layers)
+      layers.push_back({{"name", l.name}, {"bits", l.bits}, {"parameters", l.parameters}, {"clip_ratio", l.clip_ratio},
+                        {"normalized_error", l.normalized_error}, {"weight_sqnr_db", l.weight_sqnr_db},
+                        {"residual", l.residual}, {"bias_shift", l.bias_shift}});
+    for (const PointReport& p : report.points)
+      points.push_back({{"name", p.name}, {"range", p.range}, {"scale", p.scale}, {"clip", p.clip},
+                        {"activation_sqnr_db", std::isfinite(p.activation_sqnr_db) ? p.activation_sqnr_db : 999.0}});
+    const nlohmann::json j = {{"model", cmd.model}, {"out", cmd.out}, {"wbits", o.weight_bits}, {"abits", o.activation_bits},
+                              {"first_last_bits", o.first_last_bits}, {"per_channel", o.per_channel},
+                              {"weight_range", cmd.weight_range}, {"act_range", cmd.act_range},
+                              {"percentile", cmd.percentile}, {"residual_layers", model.config.residual_layers},
+                              {"residual_budget", o.residual_budget}, {"bias_correction", o.bias_correction},
+                              {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
+                              {"seed", cmd.seed}, {"threads", threads}, {"seconds", report.seconds},
+                              {"weight_bits_total", report.weight_bits_total}, {"layers", layers}, {"points", points}};
+    write_file_atomic(cmd.json, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
+}  // namespace dfq::cli

@@ -1,0 +1,209 @@
+#include "quant/artifact.h"
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+#include <zlib.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace dfq {
+namespace {
+
+constexpr char kMagic[8] = {'D', 'F', 'Q', 'M', 'O', 'D', 'E', 'L'};
+constexpr uint32_t kVersion = 1;
+constexpr Op kAllOps[] = {Op::Input, Op::Conv2d, Op::BatchNorm, Op::ReLU, Op::Clamp, Op::Add, Op::Slice, Op::Pad,
+                          Op::MaxPool2d, Op::AvgPool2d, Op::AdaptiveAvgPool2d, Op::Flatten, Op::Reshape,
+                          Op::Linear, Op::Cat, Op::Mean};
+
+template <typename T>
+void put(std::string& out, T value) {
+  out.append(reinterpret_cast<const char*>(&value), sizeof value);
+}
+
+// Tensors go into one data blob; the header records where.
+class TensorWriter {
+ public:
+  nlohmann::json table = nlohmann::json::object();
+  std::string data;
+  void add(const std::string& name, const at::Tensor& t) {
+    const at::Tensor c = t.contiguous();
+    table[name] = {{"dtype", c10::toString(c.scalar_type())}, {"shape", c.sizes().vec()},
+                   {"offset", data.size()}, {"bytes", c.nbytes()}};
+    data.append(static_cast<const char*>(c.data_ptr()), c.nbytes());
+  }
+};
+
+at::ScalarType dtype_of(const std::string& name) {
+  for (at::ScalarType t : {at::kFloat, at::kChar, at::kLong, at::kInt, at::kByte})
+    if (name == c10::toString(t)) return t;
+  throw std::runtime_error("unknown tensor dtype '" + name + "'");
+}
+
+Op op_of(const std::string& name) {
+  for (Op op : kAllOps)
+    if (name == op_name(op)) return op;
+  throw std::runtime_error("unknown op '" + name + "'");
+}
+
+}  // namespace
+
+void save_quantized_model(const QuantizedModel& model, const std::string& path) {
+  TensorWriter tensors;
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const Node& n : model.graph.nodes) {
+    nlohmann::json params = nlohmann::json::array();
+    for (const auto& [key, value] : n.params) {
+      if (model.weights.count(n.id) && (key == "weight" || key == "bias")) continue;  // stored as integers
+      tensors.add("node" + std::to_string(n.id) + "." + key, value);
+      params.push_back(key);
+    }
+    nodes.push_back({{"name", n.name}, {"op", op_name(n.op)}, {"inputs", n.inputs}, {"ints", n.attrs.ints},
+                     {"reals", n.attrs.reals}, {"params", params}});
+  }
+  nlohmann::json weights = nlohmann::json::object();
+  for (const auto& [id, w] : model.weights) {
+    const std::string prefix = "weight" + std::to_string(id) + ".";
+    tensors.add(prefix + "q", w.q);
+    tensors.add(prefix + "scale", w.scale);
+    tensors.add(prefix + "bias", w.bias);
+    if (w.residual.defined()) {
+      tensors.add(prefix + "residual", w.residual);
+      tensors.add(prefix + "residual_shift", w.residual_shift);
+    }
+    weights[std::to_string(id)] = {{"bits", w.range.bits}, {"signed", w.range.is_signed}, {"zero_point", 0},
+                                   {"clip_ratio", w.clip_ratio}, {"residual", w.residual.defined()}};
+  }
+  nlohmann::json activations = nlohmann::json::object();
+  for (const auto& [id, a] : model.activations)
+    activations[std::to_string(id)] = {{"bits", a.range.bits}, {"signed", a.range.is_signed}, {"scale", a.scale},
+                                       {"zero_point", 0}};
+  const QuantConfig& c = model.config;
+  const nlohmann::json header = {
+      {"graph", {{"nodes", nodes}, {"output", model.graph.output}, {"input_channels", model.graph.input_channels},
+                 {"source", model.graph.source}}},
+      {"config", {{"weight_bits", c.weight_bits}, {"activation_bits", c.activation_bits},
+                  {"first_last_bits", c.first_last_bits}, {"per_channel", c.per_channel},
+                  {"weight_range", c.weight_range}, {"activation_range", c.activation_range},
+                  {"percentile", c.percentile}, {"residual_layers", c.residual_layers},
+                  {"residual_budget", c.residual_budget}, {"bias_correction", c.bias_correction},
+                  {"calibration", c.calibration}, {"calibration_count", c.calibration_count}}},
+      {"weights", weights}, {"activations", activations}, {"tensors", tensors.table}};
+  const std::string text = header.dump();
+  std::string file(kMagic, sizeof kMagic);
+  put<uint32_t>(file, kVersion);
+  put<uint64_t>(file, text.size());
+  file += text;
+  file += tensors.data;
+  put<uint32_t>(file, static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(file.data()),
+                                                   static_cast<uInt>(file.size()))));
+  write_file_atomic(path, file);
+}
+
+QuantizedModel load_quantized_model(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("quantized model '" + path + "'", "a readable file", "it cannot be opened");
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string subject = "quantized model '" + path + "'";
+  const size_t fixed = sizeof kMagic + sizeof(uint32_t) + sizeof(uint64_t);
+  if (file.size() < sizeof kMagic || std::memcmp(file.data(), kMagic, sizeof kMagic) != 0)
+    fail(subject, "a .dfq file (magic DFQMODEL)", "other content");
+  if (file.size() < fixed + sizeof(uint32_t)) fail(subject, "a complete file", std::to_string(file.size()) + " bytes (truncated)");
+  uint32_t version = 0;
+  uint64_t header_length = 0;
+  std::memcpy(&version, file.data() + sizeof kMagic, sizeof version);
+  std::memcpy(&header_length, file.data() + sizeof kMagic + sizeof version, sizeof header_length);
+  if (version != kVersion)
+    fail(subject, "format version " + std::to_string(kVersion), "version " + std::to_string(version));
+  if (header_length > file.size() - fixed - sizeof(uint32_t))
+    fail(subject, "a complete file", "a header of " + std::to_string(header_length) + " bytes in a file of " +
+                                         std::to_string(file.size()) + " (truncated)");
+  uint32_t stored_crc = 0;
+  std::memcpy(&stored_crc, file.data() + file.size() - sizeof stored_crc, sizeof stored_crc);
+  const uint32_t crc = static_cast<uint32_t>(
+      crc32(0L, reinterpret_cast<const Bytef*>(file.data()), static_cast<uInt>(file.size() - sizeof stored_crc)));
+  if (crc != stored_crc) fail(subject, "an intact file (CRC-32 match)", "a mismatch: the file is truncated or corrupted");
+
+  const char* data = file.data() + fixed + header_length;
+  const size_t data_size = file.size() - fixed - header_length - sizeof(uint32_t);
+  QuantizedModel model;
+  try {
+    const nlohmann::json h = nlohmann::json::parse(file.begin() + fixed, file.begin() + fixed + header_length);
+    const nlohmann::json& table = h.at("tensors");
+    auto tensor = [&](const std::string& name) {
+      const nlohmann::json& e = table.at(name);
+      const std::vector<int64_t> shape = e.at("shape").get<std::vector<int64_t>>();
+      const at::ScalarType dtype = dtype_of(e.at("dtype").get<std::string>());
+      const size_t offset = e.at("offset").get<size_t>(), bytes = e.at("bytes").get<size_t>();
+      at::Tensor t = at::empty(shape, dtype);
+      if (bytes != t.nbytes() || offset > data_size || bytes > data_size - offset)
+        throw std::runtime_error("tensor '" + name + "' does not fit its shape or the file");
+      std::memcpy(t.data_ptr(), data + offset, bytes);
+      return t;
+    };
+    const nlohmann::json& g = h.at("graph");
+    for (const nlohmann::json& jn : g.at("nodes")) {
+      Node n;
+      n.id = static_cast<int>(model.graph.nodes.size());
+      n.name = jn.at("name").get<std::string>();
+      n.op = op_of(jn.at("op").get<std::string>());
+      n.inputs = jn.at("inputs").get<std::vector<int>>();
+      n.attrs.ints = jn.at("ints").get<std::map<std::string, std::vector<int64_t>>>();
+      n.attrs.reals = jn.at("reals").get<std::map<std::string, double>>();
+      for (const std::string& key : jn.at("params").get<std::vector<std::string>>())
+        n.params[key] = tensor("node" + std::to_string(n.id) + "." + key);
+      model.graph.nodes.push_back(std::move(n));
+    }
+    model.graph.output = g.at("output").get<int>();
+    model.graph.input_channels = g.at("input_channels").get<int64_t>();
+    model.graph.source = g.at("source").get<std::string>();
+    for (const auto& [key, jw] : h.at("weights").items()) {
+      const int id = std::stoi(key);
+      if (id < 0 || id >= static_cast<int>(model.graph.nodes.size())) throw std::runtime_error("weight of unknown node " + key);
+      if (jw.at("zero_point").get<int>() != 0) throw std::runtime_error("non-zero weight zero point");
+      WeightQuant w;
+      w.range = QuantRange{jw.at("bits").get<int>(), jw.at("signed").get<bool>()};
+      const std::string prefix = "weight" + key + ".";
+      w.q = tensor(prefix + "q");
+      w.scale = tensor(prefix + "scale");
+      w.bias = tensor(prefix + "bias");
+      w.clip_ratio = jw.at("clip_ratio").get<double>();
+      if (jw.at("residual").get<bool>()) {
+        w.residual = tensor(prefix + "residual");
+        w.residual_shift = tensor(prefix + "residual_shift");
+      }
+      if (w.scale.numel() != w.q.size(0) || w.bias.numel() != w.q.size(0) ||
+          (w.residual.defined() && w.residual.sizes() != w.q.sizes()))
+        throw std::runtime_error("weight tensors of node " + key + " disagree in shape");
+      Node& node = model.graph.nodes[static_cast<size_t>(id)];
+      node.params["weight"] = w.dequantized();
+      node.params["bias"] = w.bias;
+      model.weights.emplace(id, std::move(w));
+    }
+    for (const auto& [key, ja] : h.at("activations").items()) {
+      if (ja.at("zero_point").get<int>() != 0) throw std::runtime_error("non-zero activation zero point");
+      model.activations[std::stoi(key)] =
+          ActivationQuant{QuantRange{ja.at("bits").get<int>(), ja.at("signed").get<bool>()}, ja.at("scale").get<double>()};
+    }
+    const nlohmann::json& c = h.at("config");
+    QuantConfig& cfg = model.config;
+    cfg.weight_bits = c.at("weight_bits"), cfg.activation_bits = c.at("activation_bits");
+    cfg.first_last_bits = c.at("first_last_bits"), cfg.per_channel = c.at("per_channel");
+    cfg.weight_range = c.at("weight_range"), cfg.activation_range = c.at("activation_range");
+    cfg.percentile = c.at("percentile"), cfg.residual_layers = c.at("residual_layers");
+    cfg.residual_budget = c.at("residual_budget"), cfg.bias_correction = c.at("bias_correction");
+    cfg.calibration = c.at("calibration"), cfg.calibration_count = c.at("calibration_count");
+  } catch (const dfq::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(subject, "a consistent header", e.what());
+  }
+  validate(model.graph);
+  return model;
+}
+
+}  // namespace dfq

@@ -1,0 +1,82 @@
+// A quantized model: the BN-folded graph plus the integers and scales of every
+// quantized tensor (formula and rounding in quantizer.h). This is what the
+// artifact stores and what the simulated and integer engines run.
+//
+// Quantization points (activation_points()): the network input (8-bit signed),
+// and the outputs of Conv2d/Linear, ReLU/Clamp, Add, average pools, Mean and
+// Cat. A Conv2d/Linear/Add whose only reader is a ReLU/Clamp is not a point of
+// its own: the activation is fused and its output is the point, unsigned when
+// the clamp's lower bound is >= 0. Slice, Pad, MaxPool2d, Flatten and Reshape
+// are exact on integers and keep their input's scale. The graph output (the
+// logits) is not quantized: the engines return it in float.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "quant/quantizer.h"
+
+namespace dfq {
+
+// Weights of one Conv2d or Linear node, symmetric per output channel (a
+// per-tensor scheme stores one scale repeated per channel):
+//   W ~= scale[o] * q[o]                                        (one tensor)
+//   W ~= scale[o] * q[o] + scale[o] * 2^-shift[o] * residual[o]  (two tensors)
+// The residual's scale is a power-of-two fraction of the first, so the
+// integer engine can combine the two accumulations exactly:
+//   acc = (acc_q << shift) + acc_residual, in units of scale * 2^-shift.
+struct WeightQuant {
+  QuantRange range;
+  at::Tensor q;               // int8, the weight's shape
+  at::Tensor scale;           // float32 [O]
+  at::Tensor residual;        // int8 like q, or undefined (no second tensor)
+  at::Tensor residual_shift;  // int64 [O] when residual is defined
+  at::Tensor bias;            // float32 [O]: the (bias-corrected) float bias; engines quantize it with
+                              // scale_in * scale[o] (* 2^-shift) to int32
+  double clip_ratio = 1.0;    // mean over channels of clip / max|W|, for the report
+
+  at::Tensor dequantized() const;  // float32 weight the scheme represents
+};
+
+struct ActivationQuant {
+  QuantRange range;
+  double scale = 1.0;  // zero_point = 0
+};
+
+// Every option that changes the numbers, recorded for reports and the card.
+struct QuantConfig {
+  int weight_bits = 8, activation_bits = 8, first_last_bits = 0;  // 0: same as the rest
+  bool per_channel = true;
+  std::string weight_range = "mmse", activation_range = "mmse";
+  double percentile = 99.99;
+  int residual_layers = 0;        // chosen count (after --residual-layers / --residual-budget)
+  double residual_budget = 0.0;   // requested extra weight bits fraction, 0 if by count
+  bool bias_correction = true;
+  std::string calibration;        // "synthetic (direct, 256 images, 500 iterations)" or a folder
+  int64_t calibration_count = 0;
+};
+
+struct QuantizedModel {
+  Graph graph;                                   // BN folded; float weights kept for reference
+  std::map<int, WeightQuant> weights;            // Conv2d/Linear node id ->
+  std::map<int, ActivationQuant> activations;    // quantization-point node id ->
+  QuantConfig config;
+};
+
+// Node ids whose output is a quantization point (see above), in graph order,
+// and for every node the point whose scale its output carries (-1 for the
+// graph output and for nodes before a fused activation).
+struct ActivationPoints {
+  std::vector<int> points;
+  std::vector<bool> is_unsigned;       // per point: output >= 0 by construction
+  std::vector<int> scale_source;       // per node id
+};
+// Throws dfq::Error naming the node for ops the quantizer cannot place (a
+// BatchNorm that is not folded into a convolution).
+ActivationPoints activation_points(const Graph& folded);
+
+}  // namespace dfq

@@ -1,0 +1,246 @@
+#include "quant/quantize.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/execute.h"
+#include "core/fold_batch_norm.h"
+#include "quant/simulate.h"
+
+namespace dfq {
+namespace {
+
+void validate(const QuantizeOptions& o, const at::Tensor& calibration) {
+  check_bits(o.weight_bits, "--wbits");
+  check_bits(o.activation_bits, "--abits");
+  if (o.first_last_bits != 0) check_bits(o.first_last_bits, "--first-last-bits");
+  if (o.residual_layers < 0)
+    fail("--residual-layers", "0 or more layers", std::to_string(o.residual_layers));
+  if (!(o.residual_budget >= 0.0 && o.residual_budget <= 1.0))
+    fail("--residual-budget", "a fraction of the model's weight bits in [0, 1]", std::to_string(o.residual_budget));
+  if (o.residual_layers > 0 && o.residual_budget > 0)
+    fail("residual tensors", "either --residual-layers or --residual-budget", "both");
+  if (!calibration.defined() || calibration.dim() != 4 || calibration.size(0) < 1)
+    fail("calibration data", "a non-empty N x C x H x W batch",
+         calibration.defined() ? c10::str(calibration.sizes()) : std::string("none"));
+}
+
+// Per output channel reduction of a [O, ...] tensor.
+at::Tensor per_channel_sum(const at::Tensor& t) { return t.reshape({t.size(0), -1}).sum(1); }
+
+WeightQuant quantize_weight(const at::Tensor& w, const at::Tensor& bias, QuantRange range,
+                            const QuantizeOptions& o) {
+  WeightQuant q;
+  q.range = range;
+  const int64_t channels = w.size(0);
+  at::Tensor clips = o.per_channel ? choose_weight_clips(w, range, o.weight_range)
+                                   : at::full({channels}, choose_clip(w, range, o.weight_range));
+  q.scale = (clips / static_cast<double>(range.qmax())).to(at::kFloat).contiguous();
+  q.q = quantize(w, q.scale, range, 0).to(at::kChar);
+  q.bias = bias.defined() ? bias.clone() : at::zeros({channels});
+  const at::Tensor max_abs = std::get<0>(w.abs().reshape({channels, -1}).max(1)).clamp_min(1e-30);
+  q.clip_ratio = (clips / max_abs).mean().item<double>();
+  return q;
+}
+
+// Adds the second tensor: residual = quantize(W - W_q, scale / 2^k) with the
+// shift k in 1..bits+1 that minimizes each channel's error.
+void add_residual(WeightQuant& q, const at::Tensor& w) {
+  const at::Tensor r = w - q.dequantized();
+  const int64_t channels = w.size(0);
+  std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
+  shape[0] = channels;
+  at::Tensor best_error = at::full({channels}, INFINITY, at::kDouble);
+  at::Tensor best_shift = at::zeros({channels}, at::kLong);
+  for (int k = 1; k <= q.range.bits + 1; ++k) {
+    const at::Tensor scale = q.scale / std::pow(2.0, k);
+    const at::Tensor error = per_channel_sum((r - fake_quantize(r, scale, q.range, 0)).pow(2)).to(at::kDouble);
+    const at::Tensor better = error < best_error;
+    best_error = at::where(better, error, best_error);
+    best_shift = at::where(better, at::full_like(best_shift, k), best_shift);
+  }
+  q.residual_shift = best_shift;
+  const at::Tensor scale = q.scale / at::pow(2.0, best_shift.to(at::kFloat));
+  q.residual = quantize(r, scale, q.range, 0).to(at::kChar);
+}
+
+double normalized_error(const at::Tensor& w, const at::Tensor& w_hat) {
+  return (w - w_hat).pow(2).sum().item<double>() / std::max(1e-30, w.pow(2).sum().item<double>());
+}
+
+// Layers that get a residual tensor: largest normalized error first, K of them
+// or as many as fit the extra-bits budget.
+std::vector<int> choose_residual_layers(const std::vector<LayerReport>& layers, const QuantizeOptions& o) {
+  std::vector<size_t> order(layers.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return layers[a].normalized_error > layers[b].normalized_error; });
+  double total_bits = 0;
+  for (const LayerReport& l : layers) total_bits += static_cast<double>(l.parameters) * l.bits;
+  std::vector<int> chosen;
+  double extra = 0;
+  for (size_t i : order) {
+    if (o.residual_layers > 0 && static_cast<int>(chosen.size()) >= o.residual_layers) break;
+    if (o.residual_budget > 0) {
+      const double bits = static_cast<double>(layers[i].parameters) * layers[i].bits;
+      if (extra + bits > o.residual_budget * total_bits) continue;  // a smaller layer may still fit
+      extra += bits;
+    } else if (o.residual_layers == 0) {
+      break;
+    }
+    chosen.push_back(layers[i].node);
+  }
+  return chosen;
+}
+
+// Step 4: corrects biases in place, in graph order, on one pass.
+class BiasCorrector : public Observer {
+ public:
+  BiasCorrector(const Graph& float_graph, QuantizedModel& model, Graph& quantized_graph)
+      : float_graph_(float_graph), model_(model), quantized_graph_(quantized_graph) {}
+  bool compute_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override {
+    auto it = model_.weights.find(node.id);
+    if (it == model_.weights.end()) return false;
+    const at::Tensor reference = run_node(float_graph_.node(node.id), inputs);
+    output = run_node(node, inputs);
+    std::vector<int64_t> dims{0};
+    for (int64_t d = 2; d < output.dim(); ++d) dims.push_back(d);
+    const at::Tensor shift = (output - reference).mean(dims);
+    it->second.bias = it->second.bias - shift;
+    quantized_graph_.nodes[static_cast<size_t>(node.id)].params["bias"] = it->second.bias;
+    std::vector<int64_t> shape(static_cast<size_t>(output.dim()), 1);
+    shape[1] = shift.size(0);
+    output = output - shift.reshape(shape);
+    shifts[node.id] = shift.abs().mean().item<double>();
+    return true;
+  }
+  void after_node(const Node&, const std::vector<at::Tensor>&, at::Tensor&) override {}
+  std::map<int, double> shifts;
+
+ private:
+  const Graph& float_graph_;
+  QuantizedModel& model_;
+  Graph& quantized_graph_;
+};
+
+// Step 5: histograms of every point (and the values for SQNR on a second pass).
+class PointObserver : public Observer {
+ public:
+  explicit PointObserver(const std::vector<int>& point_of_node) : point_of_node_(point_of_node) {}
+  void after_node(const Node& node, const std::vector<at::Tensor>&, at::Tensor& output) override {
+    const int p = point_of_node_[static_cast<size_t>(node.id)];
+    if (p < 0) return;
+    if (scales.empty()) {
+      histograms[static_cast<size_t>(p)].add(output);
+    } else {
+      const at::Tensor q = fake_quantize(output, at::scalar_tensor(scales[static_cast<size_t>(p)]),
+                                         ranges[static_cast<size_t>(p)]);
+      signal[static_cast<size_t>(p)] += output.to(at::kDouble).pow(2).sum().item<double>();
+      noise[static_cast<size_t>(p)] += (output - q).to(at::kDouble).pow(2).sum().item<double>();
+    }
+  }
+  std::vector<Histogram> histograms;
+  std::vector<double> scales, signal, noise;
+  std::vector<QuantRange> ranges;
+
+ private:
+  const std::vector<int>& point_of_node_;
+};
+
+}  // namespace
+
+QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration, const QuantizeOptions& o,
+                              QuantizeReport& report) {
+  validate(o, calibration);
+  const auto start = std::chrono::steady_clock::now();
+  at::NoGradGuard no_grad;
+  report = QuantizeReport{};
+  QuantizedModel model;
+  model.graph = fold_batch_norms(graph);
+  const Graph& folded = model.graph;
+  const ActivationPoints points = activation_points(folded);
+
+  // Step 2: weights.
+  for (const Node& n : folded.nodes) {
+    if (n.op != Op::Conv2d && n.op != Op::Linear) continue;
+    const bool first = points.scale_source[static_cast<size_t>(n.inputs[0])] == 0;
+    const bool last = n.id == folded.output;
+    const int bits = (first || last) && o.first_last_bits > 0 ? o.first_last_bits : o.weight_bits;
+    WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o);
+    LayerReport layer;
+    layer.name = n.name;
+    layer.node = n.id;
+    layer.bits = bits;
+    layer.parameters = n.param("weight").numel();
+    layer.clip_ratio = q.clip_ratio;
+    layer.normalized_error = normalized_error(n.param("weight"), q.dequantized());
+    report.layers.push_back(layer);
+    model.weights.emplace(n.id, std::move(q));
+  }
+  // Step 3: residual tensors.
+  for (int id : choose_residual_layers(report.layers, o)) add_residual(model.weights.at(id), folded.node(id).param("weight"));
+  for (LayerReport& layer : report.layers) {
+    const WeightQuant& q = model.weights.at(layer.node);
+    layer.residual = q.residual.defined();
+    layer.weight_sqnr_db = sqnr_db(folded.node(layer.node).param("weight"), q.dequantized());
+    report.weight_bits_total += static_cast<double>(layer.parameters) * layer.bits * (layer.residual ? 2 : 1);
+  }
+
+  // The float graph with quantized weights (and, after step 4, corrected biases).
+  Graph weight_quantized = folded;
+  for (const auto& [id, q] : model.weights) {
+    weight_quantized.nodes[static_cast<size_t>(id)].params["weight"] = q.dequantized();
+    weight_quantized.nodes[static_cast<size_t>(id)].params["bias"] = q.bias;
+  }
+  // Step 4: bias correction.
+  if (o.bias_correction) {
+    BiasCorrector corrector(folded, model, weight_quantized);
+    forward(weight_quantized, calibration, &corrector);
+    for (LayerReport& layer : report.layers) layer.bias_shift = corrector.shifts[layer.node];
+  }
+
+  // Step 5: activation ranges.
+  std::vector<int> point_of_node(folded.nodes.size(), -1);
+  for (size_t p = 0; p < points.points.size(); ++p) point_of_node[static_cast<size_t>(points.points[p])] = static_cast<int>(p);
+  PointObserver observer(point_of_node);
+  observer.histograms.resize(points.points.size());
+  forward(weight_quantized, calibration, &observer);
+  for (size_t p = 0; p < points.points.size(); ++p) {
+    const int id = points.points[p];
+    const QuantRange range{id == 0 ? 8 : o.activation_bits, !points.is_unsigned[p]};
+    const double clip = std::max(1e-12, observer.histograms[p].clip(range, o.activation_range));
+    model.activations[id] = ActivationQuant{range, clip / static_cast<double>(range.qmax())};
+    observer.ranges.push_back(range);
+    observer.scales.push_back(model.activations[id].scale);
+    report.points.push_back(PointReport{folded.node(id).name, id, range.describe(), model.activations[id].scale, clip, 0.0});
+  }
+  // Step 6: activation SQNR on a second pass.
+  observer.signal.assign(points.points.size(), 0.0);
+  observer.noise.assign(points.points.size(), 0.0);
+  forward(weight_quantized, calibration, &observer);
+  for (size_t p = 0; p < points.points.size(); ++p)
+    report.points[p].activation_sqnr_db =
+        observer.noise[p] > 0 ? 10.0 * std::log10(observer.signal[p] / observer.noise[p]) : INFINITY;
+
+  model.config.weight_bits = o.weight_bits;
+  model.config.activation_bits = o.activation_bits;
+  model.config.first_last_bits = o.first_last_bits;
+  model.config.per_channel = o.per_channel;
+  model.config.weight_range = to_string(o.weight_range.method);
+  model.config.activation_range = to_string(o.activation_range.method);
+  model.config.percentile = o.activation_range.percentile;
+  model.config.residual_layers = 0;
+  for (const LayerReport& l : report.layers) model.config.residual_layers += l.residual ? 1 : 0;
+  model.config.residual_budget = o.residual_budget;
+  model.config.bias_correction = o.bias_correction;
+  model.config.calibration_count = calibration.size(0);
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return model;
+}
+
+}  // namespace dfq

@@ -1,0 +1,77 @@
+// Post-training quantization of a float graph on a calibration batch.
+//
+// Pipeline (each step its own function in quantize.cpp):
+//  1. fold BN into the convolutions (core/fold_batch_norm.h);
+//  2. weights: symmetric per output channel (or per tensor), clip chosen by
+//     the weight range method (range.h), --first-last-bits for the layer that
+//     reads the input and the layer that produces the output;
+//  3. residual tensors for the layers with the largest normalized weight error
+//     |W - W_q|^2 / |W|^2, greedily, up to --residual-layers K or while the extra
+//     weight bits stay within --residual-budget F of the model's (qmodel.h);
+//  4. empirical bias correction: one pass of the calibration batch through the
+//     weight-quantized graph; at each Conv2d/Linear the per-channel mean of
+//     (W_q x - W x) over the batch and positions is subtracted from its bias, in
+//     graph order so later layers see corrected inputs;
+//  5. activation ranges from histograms of every quantization point on that
+//     corrected graph, by the activation range method; the input always 8-bit;
+//  6. report: weight SQNR per layer, activation SQNR per point (float
+//     activations vs. their fake-quantized values), clip ratios.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "quant/qmodel.h"
+#include "quant/range.h"
+
+namespace dfq {
+
+struct QuantizeOptions {
+  int weight_bits = 8, activation_bits = 8;
+  int first_last_bits = 0;  // 0: same as the rest
+  bool per_channel = true;
+  RangeOptions weight_range, activation_range;
+  int residual_layers = 0;       // K; at most one of K and budget is non-zero
+  double residual_budget = 0.0;  // F in [0, 1]
+  bool bias_correction = true;
+  bool quiet = false;
+};
+
+struct LayerReport {
+  std::string name;
+  int node = 0;
+  int bits = 0;
+  int64_t parameters = 0;
+  double clip_ratio = 1.0;         // mean clip / max|W| over channels
+  double normalized_error = 0.0;   // |W - W_q|^2 / |W|^2 with one tensor
+  double weight_sqnr_db = 0.0;     // of the final representation (with residual if any)
+  bool residual = false;
+  double bias_shift = 0.0;         // mean |correction| subtracted from the bias
+};
+
+struct PointReport {
+  std::string name;
+  int node = 0;
+  std::string range;               // QuantRange::describe()
+  double scale = 0.0;
+  double clip = 0.0;
+  double activation_sqnr_db = 0.0; // on the calibration batch
+};
+
+struct QuantizeReport {
+  std::vector<LayerReport> layers;
+  std::vector<PointReport> points;
+  double weight_bits_total = 0.0;  // stored weight bits incl. residual tensors
+  double seconds = 0.0;
+};
+
+// Throws dfq::Error for bit widths outside 2..8, both residual options set, a
+// budget outside [0, 1], an empty calibration batch, or a graph the quantizer
+// cannot place points in (qmodel.h).
+QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration, const QuantizeOptions& options,
+                              QuantizeReport& report);
+
+}  // namespace dfq
