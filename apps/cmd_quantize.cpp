@@ -24,13 +24,14 @@ namespace {
 
 struct QuantizeCommand {
   std::string model, out, json, calib = "synthetic", calib_data, weight_range = "mmse", act_range = "mmse";
+  std::string bias_correction = "full", weight_objective = "output";
   std::string input_size;
   PreprocessOptions preprocess;
   int wbits = 8, abits = 8, first_last_bits = 0, residual_layers = 0, threads = 0;
   int64_t calib_count = 256, synth_iters = 500;
   double percentile = 99.99, residual_budget = 0.0;
   uint64_t seed = 0;
-  bool per_tensor = false, no_bias_correction = false, quiet = false;
+  bool per_tensor = false, quiet = false;
 };
 
 const char* kUsage =
@@ -79,7 +80,11 @@ int run_quantize(int argc, char** argv) {
        "give the K layers with the worst weight error a second (residual) weight tensor")
       ("residual-budget", po::value(&cmd.residual_budget)->default_value(cmd.residual_budget),
        "or: as many layers as fit F extra weight bits (fraction of the model's, 0..1)")
-      ("no-bias-correction", po::bool_switch(&cmd.no_bias_correction), "keep the biases as folded")
+      ("bias-correction", po::value(&cmd.bias_correction)->default_value(cmd.bias_correction),
+       "none (biases as folded) | weights (the output shift of weight quantization, float activations) | "
+       "full (then again on the simulated model, activations quantized upstream)")
+      ("weight-objective", po::value(&cmd.weight_objective)->default_value(cmd.weight_objective),
+       "what the mmse weight clip minimizes: weight (|W - Wq|^2) | output (weighted by the input's E[x^2])")
       ("calib", po::value(&cmd.calib)->default_value(cmd.calib),
        "synthetic (synthesize now) | a dfq synth output (DIR with images.pt, or the .pt) | an image folder")
       ("calib-data", po::value(&cmd.calib_data), "real images for calibration (same as --calib DIR)")
@@ -110,7 +115,11 @@ int run_quantize(int argc, char** argv) {
   o.weight_range = RangeOptions{parse_range_method(cmd.weight_range, "--weight-range"), cmd.percentile};
   o.activation_range = RangeOptions{parse_range_method(cmd.act_range, "--act-range"), cmd.percentile};
   o.residual_layers = cmd.residual_layers, o.residual_budget = cmd.residual_budget;
-  o.bias_correction = !cmd.no_bias_correction, o.quiet = cmd.quiet;
+  o.bias_correction = parse_bias_correction(cmd.bias_correction, "--bias-correction");
+  o.weight_objective = parse_weight_objective(cmd.weight_objective, "--weight-objective");
+  // The objective is mmse's; other range methods have none unless the user asked for one.
+  if (o.weight_range.method != RangeMethod::kMmse && vm["weight-objective"].defaulted())
+    o.weight_objective = WeightObjective::kWeight;
   // Checks bits and residual options before any slow step.
   check_bits(o.weight_bits, "--wbits");
   check_bits(o.activation_bits, "--abits");
@@ -121,14 +130,15 @@ int run_quantize(int argc, char** argv) {
   const Preprocess pre = resolve_preprocess(cmd.preprocess, graph.input_channels);
   std::printf("model     %s (%zu nodes, %zu batch-norm layers folded)\n", cmd.model.c_str(), graph.nodes.size(),
               graph.batch_norm_nodes().size());
-  std::printf("scheme    W%d A%d (input 8-bit), first/last layer %s, weights %s, ranges: weights %s, activations %s\n",
+  std::printf("scheme    W%d A%d (input 8-bit), first/last layer %s, weights %s, ranges: weights %s (objective %s), "
+              "activations %s\n",
               o.weight_bits, o.activation_bits,
               o.first_last_bits ? ("W" + std::to_string(o.first_last_bits)).c_str() : "same", o.per_channel ? "per channel" : "per tensor",
-              cmd.weight_range.c_str(), cmd.act_range.c_str());
+              cmd.weight_range.c_str(), to_string(o.weight_objective), cmd.act_range.c_str());
   std::printf("extras    residual tensors %s, bias correction %s, threads %d, seed %llu\n",
               o.residual_budget > 0 ? ("budget " + std::to_string(o.residual_budget)).c_str()
                                     : (std::to_string(o.residual_layers) + " layers").c_str(),
-              o.bias_correction ? "on" : "off", threads, static_cast<unsigned long long>(cmd.seed));
+              to_string(o.bias_correction), threads, static_cast<unsigned long long>(cmd.seed));
   std::fflush(stdout);
 
   at::Tensor calibration;
@@ -189,8 +199,8 @@ int run_quantize(int argc, char** argv) {
                               {"first_last_bits", o.first_last_bits}, {"per_channel", o.per_channel},
                               {"weight_range", cmd.weight_range}, {"act_range", cmd.act_range},
                               {"percentile", cmd.percentile}, {"residual_layers", model.config.residual_layers},
-                              {"residual_budget", o.residual_budget}, {"bias_correction", o.bias_correction},
-                              {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
+                              {"residual_budget", o.residual_budget}, {"bias_correction", to_string(o.bias_correction)},
+                              {"weight_objective", to_string(o.weight_objective)}, {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
                               {"seed", cmd.seed}, {"threads", threads}, {"seconds", report.seconds},
                               {"weight_bits_total", report.weight_bits_total}, {"layers", layers}, {"points", points}};
     write_file_atomic(cmd.json, j.dump(2) + "\n");

@@ -116,6 +116,25 @@ expect "unknown --bn-stats is refused" 1 "--bn-stats" -- \
 expect "synthesis without BN layers is refused" 1 "batch-norm" -- \
   "$dfq" synth --model "$src/tests/data/models/relu.pt" --input-size 8x8 --out "$tmp/x"
 
+# dfq quantize on the embedded model, calibrated on the synthetic set above; dfq eval --qmodel.
+expect "dfq quantize --help shows an example" 0 "example:" -- "$dfq" quantize --help
+expect "dfq quantize W4A4 with residual tensors" 0 "wrote .*q.dfq" -- \
+  "$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth" --wbits 4 --abits 4 --residual-layers 1 \
+  --out "$tmp/q.dfq" --json "$tmp/q.json" --quiet
+for key in layers points weight_sqnr_db activation_sqnr_db clip_ratio residual bias_correction weight_objective; do
+  grep -q "\"$key\"" "$tmp/q.json" && ok "quantize JSON has $key" || bad "quantize JSON has $key"
+done
+expect "dfq eval --qmodel runs the simulated engine" 0 "top-1" -- \
+  "$dfq" eval --qmodel "$tmp/q.dfq" --data "$tmp/synth/png" --preset fashion-mnist --quiet
+q=("$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth" --out "$tmp/x.dfq")
+expect "--wbits 9 is refused" 1 "--wbits.*2 to 8|--wbits.*2\.\.8" -- "${q[@]}" --wbits 9
+expect "unknown --bias-correction is refused" 1 "--bias-correction.*none, weights, full" -- "${q[@]}" --bias-correction some
+expect "--weight-objective output needs mmse" 1 "--weight-objective output.*--weight-range mmse" -- \
+  "${q[@]}" --weight-range minmax --weight-objective output
+expect "--weight-range minmax alone is accepted" 0 "objective weight" -- "${q[@]}" --weight-range minmax --quiet
+expect "both residual options are refused" 1 "either" -- "${q[@]}" --residual-layers 1 --residual-budget 0.1
+[ ! -e "$tmp/x.dfq.tmp" ] && ok "no partial artifact left behind" || bad "no partial artifact left behind"
+
 # Reference figures on ../shared (FP32 top-1 to +-2 images).
 check_reference() {
   local name="$1" file="$2" want="$3"

@@ -71,7 +71,7 @@ TEST(Quantize, ResidualTensorLowersWeightErrorByMoreThanOneExtraBit) {
   QuantizeOptions o;
   o.weight_bits = 4;
   o.activation_bits = 8;
-  o.bias_correction = false;
+  o.bias_correction = BiasCorrection::kNone;
   QuantizeReport plain, with_residual;
   const at::Tensor calib = calibration_batch(16, 1);
   quantize_model(graph, calib, o, plain);
@@ -90,7 +90,7 @@ TEST(Quantize, ResidualSelectionFollowsErrorOrderAndBudget) {
   const Graph graph = import_torchscript(kModel);
   QuantizeOptions o;
   o.weight_bits = 3;
-  o.bias_correction = false;
+  o.bias_correction = BiasCorrection::kNone;
   const at::Tensor calib = calibration_batch(8, 2);
   QuantizeReport report;
   o.residual_layers = 2;
@@ -122,7 +122,7 @@ TEST(Quantize, BiasCorrectionRemovesTheMeanOutputShift) {
   for (bool corrected : {false, true}) {
     QuantizeOptions o;
     o.weight_bits = 3;
-    o.bias_correction = corrected;
+    o.bias_correction = corrected ? BiasCorrection::kWeights : BiasCorrection::kNone;
     QuantizeReport report;
     const QuantizedModel q = quantize_model(graph, calib, o, report);
     // Float graph with the quantized weights and the (corrected) float biases.
@@ -152,6 +152,54 @@ TEST(Quantize, BiasCorrectionRemovesTheMeanOutputShift) {
     if (corrected) EXPECT_LT(meter.worst, 1e-4);
     else EXPECT_GT(meter.worst, 1e-3);  // W3 does shift the means: the test can see a shift
   }
+}
+
+// Full bias correction: in the simulated model (quantized weights and
+// activations upstream) every layer's per-channel mean output equals the float
+// model's on the calibration batch, up to the bias's int32 grid; weights-only
+// correction leaves a larger shift.
+TEST(Quantize, FullBiasCorrectionMatchesFloatMeansInTheSimulatedModel) {
+  const Graph graph = import_torchscript(kModel);
+  const at::Tensor calib = calibration_batch(32, 6);
+  struct Means : Observer {
+    std::map<int, at::Tensor> means;
+    const std::map<int, WeightQuant>* weights;
+    FakeQuantizer* fq = nullptr;
+    void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override {
+      if (weights->count(node.id)) {
+        std::vector<int64_t> dims{0};
+        for (int64_t d = 2; d < output.dim(); ++d) dims.push_back(d);
+        means[node.id] = output.mean(dims);
+      }
+      if (fq) fq->after_node(node, inputs, output);
+    }
+  };
+  std::map<std::string, double> worst;
+  for (BiasCorrection mode : {BiasCorrection::kWeights, BiasCorrection::kFull}) {
+    QuantizeOptions o;
+    o.weight_bits = 3;
+    o.activation_bits = 3;
+    o.bias_correction = mode;
+    QuantizeReport report;
+    const QuantizedModel q = quantize_model(graph, calib, o, report);
+    EXPECT_EQ(q.config.bias_correction, to_string(mode));
+    Means fp, sim;
+    fp.weights = sim.weights = &q.weights;
+    forward(q.graph, calib, &fp);
+    FakeQuantizer fq(q);
+    sim.fq = &fq;
+    forward(simulated_graph(q), calib, &sim);
+    const ActivationPoints points = activation_points(q.graph);
+    double w = 0;
+    for (const auto& [id, wq] : q.weights) {
+      const double unit = (wq.scale.to(at::kDouble) * weight_input_scale(q, points, id)).max().item<double>();
+      const double shift = (sim.means.at(id) - fp.means.at(id)).abs().max().item<double>();
+      w = std::max(w, shift / (fp.means.at(id).abs().mean().item<double>() + unit));
+      if (mode == BiasCorrection::kFull) EXPECT_LE(shift, 0.5 * unit + 1e-5) << q.graph.node(id).name;
+    }
+    worst[to_string(mode)] = w;
+  }
+  EXPECT_LT(worst["full"], worst["weights"]);
 }
 
 // The simulated engine equals a hand-built fake-quant forward: every point

@@ -55,7 +55,8 @@ struct QuantConfig {
   double percentile = 99.99;
   int residual_layers = 0;        // chosen count (after --residual-layers / --residual-budget)
   double residual_budget = 0.0;   // requested extra weight bits fraction, 0 if by count
-  bool bias_correction = true;
+  std::string bias_correction = "full";   // none | weights | full (quantize.h)
+  std::string weight_objective = "output"; // weight | output (quantize.h)
   std::string calibration;        // "synthetic (direct, 256 images, 500 iterations)" or a folder
   int64_t calibration_count = 0;
 };

@@ -25,6 +25,9 @@ void validate(const QuantizeOptions& o, const at::Tensor& calibration) {
     fail("--residual-budget", "a fraction of the model's weight bits in [0, 1]", std::to_string(o.residual_budget));
   if (o.residual_layers > 0 && o.residual_budget > 0)
     fail("residual tensors", "either --residual-layers or --residual-budget", "both");
+  if (o.weight_objective == WeightObjective::kOutput && o.weight_range.method != RangeMethod::kMmse)
+    fail("--weight-objective output", "--weight-range mmse (the objective is what mmse minimizes)",
+         std::string("--weight-range ") + to_string(o.weight_range.method));
   if (!calibration.defined() || calibration.dim() != 4 || calibration.size(0) < 1)
     fail("calibration data", "a non-empty N x C x H x W batch",
          calibration.defined() ? c10::str(calibration.sizes()) : std::string("none"));
@@ -33,13 +36,15 @@ void validate(const QuantizeOptions& o, const at::Tensor& calibration) {
 // Per output channel reduction of a [O, ...] tensor.
 at::Tensor per_channel_sum(const at::Tensor& t) { return t.reshape({t.size(0), -1}).sum(1); }
 
-WeightQuant quantize_weight(const at::Tensor& w, const at::Tensor& bias, QuantRange range,
-                            const QuantizeOptions& o) {
+// `input_moments` [G, D, D] selects the output objective (range.h); undefined: the weight's own error.
+WeightQuant quantize_weight(const at::Tensor& w, const at::Tensor& bias, QuantRange range, const QuantizeOptions& o,
+                            const at::Tensor& input_moments) {
   WeightQuant q;
   q.range = range;
   const int64_t channels = w.size(0);
-  at::Tensor clips = o.per_channel ? choose_weight_clips(w, range, o.weight_range)
-                                   : at::full({channels}, choose_clip(w, range, o.weight_range));
+  at::Tensor clips = input_moments.defined() ? choose_weight_clips_for_output(w, range, input_moments, o.per_channel)
+                     : o.per_channel         ? choose_weight_clips(w, range, o.weight_range)
+                                             : at::full({channels}, choose_clip(w, range, o.weight_range));
   q.scale = (clips / static_cast<double>(range.qmax())).to(at::kFloat).contiguous();
   q.q = quantize(w, q.scale, range, 0).to(at::kChar);
   q.bias = bias.defined() ? bias.clone() : at::zeros({channels});
@@ -98,6 +103,56 @@ std::vector<int> choose_residual_layers(const std::vector<LayerReport>& layers, 
   return chosen;
 }
 
+// Means over every dimension but the channel dimension 1.
+at::Tensor channel_mean(const at::Tensor& x) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  return x.mean(dims);
+}
+
+// Second moments E[x x^T] of the patches a Conv2d (per group) or Linear node
+// multiplies with its weight rows: [G, D, D] (range.h). Summed over chunks of
+// images so a large calibration set never materializes all its patches.
+at::Tensor input_second_moments(const Node& node, const at::Tensor& input) {
+  const at::Tensor& w = node.param("weight");
+  const int64_t groups = node.op == Op::Conv2d ? node.attrs.i("groups") : 1;
+  const int64_t d = w.numel() / w.size(0);
+  at::Tensor h = at::zeros({groups, d, d}, at::kDouble);
+  int64_t count = 0;
+  constexpr int64_t kChunk = 64;
+  for (int64_t start = 0; start < input.size(0); start += kChunk) {
+    const at::Tensor x = input.narrow(0, start, std::min(kChunk, input.size(0) - start));
+    at::Tensor patches;  // [G, P, D]
+    if (node.op == Op::Conv2d) {
+      const at::Tensor cols = at::im2col(x, {w.size(2), w.size(3)}, node.attrs.list("dilation"), node.attrs.list("padding"),
+                                         node.attrs.list("stride"));  // [N, C k k, L], channel-major per group
+      patches = cols.reshape({x.size(0), groups, d, cols.size(2)}).permute({1, 0, 3, 2}).reshape({groups, -1, d});
+    } else {
+      patches = x.reshape({1, x.size(0), -1});
+    }
+    h += at::bmm(patches.transpose(1, 2), patches).to(at::kDouble);
+    count += patches.size(1);
+  }
+  return h / static_cast<double>(count);
+}
+
+// Step 1: statistics of the float model on the calibration batch, per
+// Conv2d/Linear node: the second moments of its input patches (when the weight
+// objective needs them) and the mean of each output channel.
+class FloatStatistics : public Observer {
+ public:
+  explicit FloatStatistics(bool second_moments) : second_moments_(second_moments) {}
+  void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override {
+    if (node.op != Op::Conv2d && node.op != Op::Linear) return;
+    if (second_moments_) input_moments[node.id] = input_second_moments(node, inputs[0]);
+    output_mean[node.id] = channel_mean(output);
+  }
+  std::map<int, at::Tensor> input_moments, output_mean;
+
+ private:
+  bool second_moments_;
+};
+
 // Step 4: corrects biases in place, in graph order, on one pass.
 class BiasCorrector : public Observer {
  public:
@@ -108,9 +163,7 @@ class BiasCorrector : public Observer {
     if (it == model_.weights.end()) return false;
     const at::Tensor reference = run_node(float_graph_.node(node.id), inputs);
     output = run_node(node, inputs);
-    std::vector<int64_t> dims{0};
-    for (int64_t d = 2; d < output.dim(); ++d) dims.push_back(d);
-    const at::Tensor shift = (output - reference).mean(dims);
+    const at::Tensor shift = channel_mean(output - reference);
     it->second.bias = it->second.bias - shift;
     quantized_graph_.nodes[static_cast<size_t>(node.id)].params["bias"] = it->second.bias;
     std::vector<int64_t> shape(static_cast<size_t>(output.dim()), 1);
@@ -126,6 +179,37 @@ class BiasCorrector : public Observer {
   const Graph& float_graph_;
   QuantizedModel& model_;
   Graph& quantized_graph_;
+};
+
+// Step 6: corrects biases in place, in graph order, on one pass of the
+// simulated model (quantized weights and activations upstream): the mean of
+// each output channel is brought back to the float model's, which also removes
+// the shifts that activation clipping and rounding cause.
+class SimulatedBiasCorrector : public FakeQuantizer {
+ public:
+  SimulatedBiasCorrector(QuantizedModel& model, Graph& simulated, const std::map<int, at::Tensor>& float_means)
+      : FakeQuantizer(model), model_(model), simulated_(simulated), float_means_(float_means),
+        points_(activation_points(model.graph)) {}
+  bool compute_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override {
+    auto it = model_.weights.find(node.id);
+    if (it == model_.weights.end()) return false;
+    const at::Tensor shift = channel_mean(run_node(node, inputs)) - float_means_.at(node.id);
+    // From the bias on its grid (what produced the shift), so the result is
+    // within half a grid step of the float mean.
+    it->second.bias = node.param("bias") - shift;
+    simulated_.nodes[static_cast<size_t>(node.id)].params["bias"] =
+        bias_on_integer_grid(it->second, weight_input_scale(model_, points_, node.id));
+    output = run_node(node, inputs);
+    shifts[node.id] = shift.abs().mean().item<double>();
+    return true;
+  }
+  std::map<int, double> shifts;
+
+ private:
+  QuantizedModel& model_;
+  Graph& simulated_;
+  const std::map<int, at::Tensor>& float_means_;
+  ActivationPoints points_;
 };
 
 // Step 5: histograms of every point (and the values for SQNR on a second pass).
@@ -154,6 +238,32 @@ class PointObserver : public Observer {
 
 }  // namespace
 
+BiasCorrection parse_bias_correction(const std::string& text, const std::string& option) {
+  if (text == "none") return BiasCorrection::kNone;
+  if (text == "weights") return BiasCorrection::kWeights;
+  if (text == "full") return BiasCorrection::kFull;
+  fail(option, "one of none, weights, full", "\"" + text + "\"");
+}
+
+WeightObjective parse_weight_objective(const std::string& text, const std::string& option) {
+  if (text == "weight") return WeightObjective::kWeight;
+  if (text == "output") return WeightObjective::kOutput;
+  fail(option, "one of weight, output", "\"" + text + "\"");
+}
+
+const char* to_string(BiasCorrection mode) {
+  switch (mode) {
+    case BiasCorrection::kNone: return "none";
+    case BiasCorrection::kWeights: return "weights";
+    case BiasCorrection::kFull: return "full";
+  }
+  return "?";
+}
+
+const char* to_string(WeightObjective objective) {
+  return objective == WeightObjective::kWeight ? "weight" : "output";
+}
+
 QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration, const QuantizeOptions& o,
                               QuantizeReport& report) {
   validate(o, calibration);
@@ -164,6 +274,9 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   model.graph = fold_batch_norms(graph);
   const Graph& folded = model.graph;
   const ActivationPoints points = activation_points(folded);
+  const bool output_objective = o.weight_objective == WeightObjective::kOutput;
+  FloatStatistics statistics(output_objective);
+  forward(folded, calibration, &statistics);
 
   // Step 2: weights.
   for (const Node& n : folded.nodes) {
@@ -171,7 +284,8 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     const bool first = points.scale_source[static_cast<size_t>(n.inputs[0])] == 0;
     const bool last = n.id == folded.output;
     const int bits = (first || last) && o.first_last_bits > 0 ? o.first_last_bits : o.weight_bits;
-    WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o);
+    WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
+                                    output_objective ? statistics.input_moments.at(n.id) : at::Tensor());
     LayerReport layer;
     layer.name = n.name;
     layer.node = n.id;
@@ -198,7 +312,7 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     weight_quantized.nodes[static_cast<size_t>(id)].params["bias"] = q.bias;
   }
   // Step 4: bias correction.
-  if (o.bias_correction) {
+  if (o.bias_correction != BiasCorrection::kNone) {
     BiasCorrector corrector(folded, model, weight_quantized);
     forward(weight_quantized, calibration, &corrector);
     for (LayerReport& layer : report.layers) layer.bias_shift = corrector.shifts[layer.node];
@@ -219,7 +333,15 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     observer.scales.push_back(model.activations[id].scale);
     report.points.push_back(PointReport{folded.node(id).name, id, range.describe(), model.activations[id].scale, clip, 0.0});
   }
-  // Step 6: activation SQNR on a second pass.
+  // Step 6: bias correction on the simulated model.
+  if (o.bias_correction == BiasCorrection::kFull) {
+    Graph simulated = simulated_graph(model);
+    SimulatedBiasCorrector corrector(model, simulated, statistics.output_mean);
+    forward(simulated, calibration, &corrector);
+    for (LayerReport& layer : report.layers) layer.bias_shift += corrector.shifts[layer.node];
+  }
+
+  // Step 7: activation SQNR on a second pass.
   observer.signal.assign(points.points.size(), 0.0);
   observer.noise.assign(points.points.size(), 0.0);
   forward(weight_quantized, calibration, &observer);
@@ -237,7 +359,8 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   model.config.residual_layers = 0;
   for (const LayerReport& l : report.layers) model.config.residual_layers += l.residual ? 1 : 0;
   model.config.residual_budget = o.residual_budget;
-  model.config.bias_correction = o.bias_correction;
+  model.config.bias_correction = to_string(o.bias_correction);
+  model.config.weight_objective = to_string(o.weight_objective);
   model.config.calibration_count = calibration.size(0);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return model;

@@ -1,20 +1,29 @@
 // Post-training quantization of a float graph on a calibration batch.
 //
 // Pipeline (each step its own function in quantize.cpp):
-//  1. fold BN into the convolutions (core/fold_batch_norm.h);
+//  1. fold BN into the convolutions (core/fold_batch_norm.h); one float pass of
+//     the calibration batch records each Conv2d/Linear's output channel means
+//     and, for the output objective, the second moments of its input patches;
 //  2. weights: symmetric per output channel (or per tensor), clip chosen by
-//     the weight range method (range.h), --first-last-bits for the layer that
-//     reads the input and the layer that produces the output;
+//     the weight range method (range.h); mmse minimizes the layer's output
+//     error E|(W - W_q) x|^2 (--weight-objective output, default) or |W - W_q|^2
+//     (weight); --first-last-bits for the layer that reads the input and the
+//     layer that produces the output;
 //  3. residual tensors for the layers with the largest normalized weight error
 //     |W - W_q|^2 / |W|^2, greedily, up to --residual-layers K or while the extra
 //     weight bits stay within --residual-budget F of the model's (qmodel.h);
-//  4. empirical bias correction: one pass of the calibration batch through the
-//     weight-quantized graph; at each Conv2d/Linear the per-channel mean of
-//     (W_q x - W x) over the batch and positions is subtracted from its bias, in
-//     graph order so later layers see corrected inputs;
+//  4. empirical bias correction (weights, full): one pass of the calibration
+//     batch through the weight-quantized graph; at each Conv2d/Linear the
+//     per-channel mean of (W_q x - W x) over the batch and positions is
+//     subtracted from its bias, in graph order so later layers see corrected
+//     inputs;
 //  5. activation ranges from histograms of every quantization point on that
 //     corrected graph, by the activation range method; the input always 8-bit;
-//  6. report: weight SQNR per layer, activation SQNR per point (float
+//  6. (full) bias correction again, on one pass of the simulated model: each
+//     layer's mean output channel, with quantized weights and activations
+//     upstream, is set to the float model's (step 1), up to the bias's int32
+//     grid; this also removes the shifts of activation clipping and rounding;
+//  7. report: weight SQNR per layer, activation SQNR per point (float
 //     activations vs. their fake-quantized values), clip ratios.
 #pragma once
 
@@ -29,6 +38,16 @@
 
 namespace dfq {
 
+// none: biases as folded; weights: step 4 only; full: steps 4 and 6.
+enum class BiasCorrection { kNone, kWeights, kFull };
+// The error the weight clip search minimizes: |W - W_q|^2, or the layer's
+// output error with the input's second moments as weights (range.h).
+enum class WeightObjective { kWeight, kOutput };
+BiasCorrection parse_bias_correction(const std::string& text, const std::string& option);
+WeightObjective parse_weight_objective(const std::string& text, const std::string& option);
+const char* to_string(BiasCorrection mode);
+const char* to_string(WeightObjective objective);
+
 struct QuantizeOptions {
   int weight_bits = 8, activation_bits = 8;
   int first_last_bits = 0;  // 0: same as the rest
@@ -36,8 +55,8 @@ struct QuantizeOptions {
   RangeOptions weight_range, activation_range;
   int residual_layers = 0;       // K; at most one of K and budget is non-zero
   double residual_budget = 0.0;  // F in [0, 1]
-  bool bias_correction = true;
-  bool quiet = false;
+  BiasCorrection bias_correction = BiasCorrection::kFull;
+  WeightObjective weight_objective = WeightObjective::kOutput;
 };
 
 struct LayerReport {

@@ -59,33 +59,43 @@ constexpr int kGeometric = 10;  // points hi / kGrid * 2^-j below them, j = 1..k
 constexpr int kRefine = 31;     // points per refinement level
 constexpr int kLevels = 2;      // refinement levels
 
-// argmin over c in (0, hi] of sse(c): dense grid, then local grids (see range.h).
-template <class Sse>
-double minimize_mse(double hi, const Sse& sse) {
+// argmin over c in (0, hi] of an error scored a batch of candidates at a time
+// (errors = score(clips)): dense grid, then local grids (see range.h).
+template <class BatchScore>
+double minimize_batched(double hi, const BatchScore& score) {
   std::vector<double> grid;
   grid.reserve(kGeometric + kGrid);
   for (int j = kGeometric; j >= 1; --j) grid.push_back(std::ldexp(hi / kGrid, -j));
   for (int i = 1; i <= kGrid; ++i) grid.push_back(hi * i / kGrid);
+  const std::vector<double> errors = score(grid);
   size_t best = grid.size() - 1;
   double best_error = kInf;
-  for (size_t k = 0; k < grid.size(); ++k) {
-    const double error = sse(grid[k]);
-    if (error < best_error) best_error = error, best = k;
-  }
+  for (size_t k = 0; k < grid.size(); ++k)
+    if (errors[k] < best_error) best_error = errors[k], best = k;
   double c_best = grid[best];
   double lo = best > 0 ? grid[best - 1] : 0.0;
   double up = best + 1 < grid.size() ? grid[best + 1] : hi;
   for (int level = 0; level < kLevels; ++level) {
     const double step = (up - lo) / (kRefine + 1);
-    for (int r = 1; r <= kRefine; ++r) {
-      const double c = lo + r * step;
-      const double error = sse(c);
-      if (error < best_error) best_error = error, c_best = c;
-    }
+    std::vector<double> local(kRefine);
+    for (int r = 1; r <= kRefine; ++r) local[static_cast<size_t>(r - 1)] = lo + r * step;
+    const std::vector<double> local_errors = score(local);
+    for (size_t r = 0; r < local.size(); ++r)
+      if (local_errors[r] < best_error) best_error = local_errors[r], c_best = local[r];
     lo = std::max(lo, c_best - step);
     up = std::min(up, c_best + step);
   }
   return c_best;
+}
+
+// The same with an error scored one candidate at a time.
+template <class Sse>
+double minimize_mse(double hi, const Sse& sse) {
+  return minimize_batched(hi, [&](const std::vector<double>& clips) {
+    std::vector<double> errors(clips.size());
+    for (size_t k = 0; k < clips.size(); ++k) errors[k] = sse(clips[k]);
+    return errors;
+  });
 }
 
 // Sum of squared quantization errors of magnitudes a[0, n) (all >= 0) with
@@ -316,6 +326,57 @@ at::Tensor choose_weight_clips(const at::Tensor& weight, QuantRange range, const
     for (int64_t o = begin; o < end; ++o)
       clips[static_cast<size_t>(o)] = static_cast<float>(clip_of_values(data + o * n, n, range, options));
   });
+  return at::tensor(clips, at::kFloat);
+}
+
+double output_error(const at::Tensor& weight, const at::Tensor& clip, QuantRange range, const at::Tensor& hessian) {
+  const int64_t channels = weight.size(0), groups = hessian.size(0);
+  const at::Tensor w = weight.reshape({groups, channels / groups, -1}).to(at::kDouble);
+  const at::Tensor scale = (clip.to(at::kDouble) / static_cast<double>(range.qmax())).reshape({groups, channels / groups, 1});
+  const at::Tensor d = w - at::clamp(round_half_away(w / scale), range.qmin(), range.qmax()) * scale;
+  return (at::bmm(d, hessian) * d).sum().item<double>();
+}
+
+at::Tensor choose_weight_clips_for_output(const at::Tensor& weight, QuantRange range, const at::Tensor& hessian,
+                                          bool per_channel) {
+  check_bits(range.bits, "quantization bits");
+  if (weight.defined() && weight.dim() < 2) fail("weight tensor", "a tensor of rank >= 2", c10::str(weight.sizes()));
+  const at::Tensor w = checked_values(weight, "weight tensor").to(at::kDouble);
+  const int64_t channels = w.size(0), d = w.numel() / channels;
+  if (!hessian.defined() || hessian.dim() != 3 || hessian.size(0) < 1 || channels % hessian.size(0) != 0 ||
+      hessian.size(1) != d || hessian.size(2) != d)
+    fail("layer input second moments", "[G, " + std::to_string(d) + ", " + std::to_string(d) + "] with G dividing " +
+             std::to_string(channels), hessian.defined() ? c10::str(hessian.sizes()) : std::string("none"));
+  const at::Tensor h = checked_values(hessian, "layer input second moments").to(at::kDouble);
+  const int64_t per_group = channels / h.size(0);
+  const at::Tensor rows = w.reshape({channels, d});
+  // Error of `members` (channels of one group set) at each candidate clip, as
+  // one batched product: d_k^T H d_k for the candidates k.
+  auto score = [&](const std::vector<int64_t>& members, const std::vector<double>& clips) {
+    const at::Tensor c = at::tensor(clips, at::kDouble).reshape({-1, 1}) / static_cast<double>(range.qmax());
+    at::Tensor total = at::zeros({static_cast<int64_t>(clips.size())}, at::kDouble);
+    for (int64_t o : members) {
+      const at::Tensor row = rows[o].unsqueeze(0);
+      const at::Tensor delta = row - at::clamp(round_half_away(row / c), range.qmin(), range.qmax()) * c;
+      total += (at::matmul(delta, h[o / per_group]) * delta).sum(1);
+    }
+    const double* e = total.data_ptr<double>();
+    return std::vector<double>(e, e + total.numel());
+  };
+  std::vector<float> clips(static_cast<size_t>(channels));
+  if (per_channel) {
+    for (int64_t o = 0; o < channels; ++o) {
+      const double hi = rows[o].abs().max().item<double>();
+      clips[static_cast<size_t>(o)] = static_cast<float>(
+          hi > 0 ? minimize_batched(hi, [&](const std::vector<double>& c) { return score({o}, c); }) : kMinClip);
+    }
+  } else {
+    std::vector<int64_t> all(static_cast<size_t>(channels));
+    for (int64_t o = 0; o < channels; ++o) all[static_cast<size_t>(o)] = o;
+    const double hi = w.abs().max().item<double>();
+    const double clip = hi > 0 ? minimize_batched(hi, [&](const std::vector<double>& c) { return score(all, c); }) : kMinClip;
+    std::fill(clips.begin(), clips.end(), static_cast<float>(clip));
+  }
   return at::tensor(clips, at::kFloat);
 }
 

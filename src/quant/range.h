@@ -50,6 +50,19 @@ const char* to_string(RangeMethod method);
 // one-bin candidate has KL 0 whatever the data).
 at::Tensor choose_weight_clips(const at::Tensor& weight, QuantRange range, const RangeOptions& options);
 
+// mmse on the layer's output instead of its weights: the clip minimizing
+// E|(W - W_q) x|^2 = sum_o d_o^T H d_o, d_o = w_o - Q(w_o), over the layer's input
+// patches x (one row of W per output channel, flattened), with H = E[x x^T] the
+// second moments of those patches (the layer's Hessian for a squared output
+// loss). `hessian` is [G, D, D] for G groups of channels (channel o reads group
+// o / (O / G)), D = weight.numel() / O. Same grid search as mmse, one clip per
+// channel, or one for the tensor when !per_channel. Throws dfq::Error on shapes
+// that do not fit, non-finite values or bits outside 2..8.
+at::Tensor choose_weight_clips_for_output(const at::Tensor& weight, QuantRange range, const at::Tensor& hessian,
+                                          bool per_channel);
+// sum_o d_o^T H_g(o) d_o for the given clips [O] (the objective above).
+double output_error(const at::Tensor& weight, const at::Tensor& clip, QuantRange range, const at::Tensor& hessian);
+
 // The clip for all values of one tensor, as one channel of choose_weight_clips.
 double choose_clip(const at::Tensor& values, QuantRange range, const RangeOptions& options);
 

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include "core/error.h"
-#include "core/execute.h"
 
 namespace dfq {
 
@@ -13,39 +12,38 @@ at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale) {
   return (round_half_away(w.bias.to(at::kDouble) / unit) * unit).to(at::kFloat);
 }
 
-namespace {
-
-class FakeQuantizer : public Observer {
- public:
-  explicit FakeQuantizer(const std::vector<const ActivationQuant*>& point) : point_(point) {}
-  void after_node(const Node& node, const std::vector<at::Tensor>&, at::Tensor& output) override {
-    const ActivationQuant* q = point_[static_cast<size_t>(node.id)];
-    if (q) output = fake_quantize(output, at::scalar_tensor(q->scale), q->range);
-  }
-
- private:
-  const std::vector<const ActivationQuant*>& point_;
-};
-
-}  // namespace
-
-SimulatedModel::SimulatedModel(const QuantizedModel& model) : graph_(model.graph), model_(model) {
-  const ActivationPoints points = activation_points(model_.graph);
-  point_.assign(graph_.nodes.size(), nullptr);
-  for (const auto& [id, act] : model_.activations) point_[static_cast<size_t>(id)] = &act;
-  for (const auto& [id, w] : model_.weights) {
-    Node& node = graph_.nodes[static_cast<size_t>(id)];
-    const int source = points.scale_source[static_cast<size_t>(node.inputs[0])];
-    const auto input = model_.activations.find(source);
-    if (source < 0 || input == model_.activations.end())
-      fail("quantized node '" + node.name + "'", "a quantized input", "none");
-    node.params["weight"] = w.dequantized();
-    node.params["bias"] = bias_on_integer_grid(w, input->second.scale);
-  }
+double weight_input_scale(const QuantizedModel& model, const ActivationPoints& points, int node) {
+  const Node& n = model.graph.node(node);
+  const int source = points.scale_source[static_cast<size_t>(n.inputs[0])];
+  const auto input = model.activations.find(source);
+  if (source < 0 || input == model.activations.end()) fail("quantized node '" + n.name + "'", "a quantized input", "none");
+  return input->second.scale;
 }
 
+Graph simulated_graph(const QuantizedModel& model) {
+  const ActivationPoints points = activation_points(model.graph);
+  Graph graph = model.graph;
+  for (const auto& [id, w] : model.weights) {
+    Node& node = graph.nodes[static_cast<size_t>(id)];
+    node.params["weight"] = w.dequantized();
+    node.params["bias"] = bias_on_integer_grid(w, weight_input_scale(model, points, id));
+  }
+  return graph;
+}
+
+FakeQuantizer::FakeQuantizer(const QuantizedModel& model) : point_(model.graph.nodes.size(), nullptr) {
+  for (const auto& [id, act] : model.activations) point_[static_cast<size_t>(id)] = &act;
+}
+
+void FakeQuantizer::after_node(const Node& node, const std::vector<at::Tensor>&, at::Tensor& output) {
+  const ActivationQuant* q = point_[static_cast<size_t>(node.id)];
+  if (q) output = fake_quantize(output, at::scalar_tensor(q->scale), q->range);
+}
+
+SimulatedModel::SimulatedModel(const QuantizedModel& model) : model_(model), graph_(simulated_graph(model_)) {}
+
 at::Tensor SimulatedModel::forward(const at::Tensor& input) const {
-  FakeQuantizer observer(point_);
+  FakeQuantizer observer(model_);
   return dfq::forward(graph_, input, &observer);
 }
 

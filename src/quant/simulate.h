@@ -8,10 +8,36 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <vector>
+
+#include "core/execute.h"
 #include "core/graph.h"
 #include "quant/qmodel.h"
 
 namespace dfq {
+
+// The bias of a Conv2d/Linear node rounded to the int32 grid the integer engine
+// uses: unit[o] = input_scale * scale[o] (* 2^-shift[o] with a residual tensor).
+at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale);
+
+// The scale of the activation a Conv2d/Linear node reads; throws dfq::Error when
+// its input is not quantized.
+double weight_input_scale(const QuantizedModel& model, const ActivationPoints& points, int node);
+
+// The float graph the simulated engine runs: dequantized weights, biases on
+// their int32 grid.
+Graph simulated_graph(const QuantizedModel& model);
+
+// Observer that fake-quantizes the output of every quantization point of
+// `model` (which must outlive it).
+class FakeQuantizer : public Observer {
+ public:
+  explicit FakeQuantizer(const QuantizedModel& model);
+  void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override;
+
+ private:
+  std::vector<const ActivationQuant*> point_;  // node id -> quantization at its output, or null
+};
 
 class SimulatedModel {
  public:
@@ -19,13 +45,8 @@ class SimulatedModel {
   at::Tensor forward(const at::Tensor& input) const;  // N x C x H x W normalized float -> logits
 
  private:
-  Graph graph_;                             // dequantized weights, biases on their int32 grid
-  std::vector<const ActivationQuant*> point_;  // node id -> quantization at its output, or null
-  QuantizedModel model_;                    // owns what point_ points into
+  QuantizedModel model_;
+  Graph graph_;
 };
-
-// The bias of a Conv2d/Linear node rounded to the int32 grid the integer engine
-// uses: unit[o] = input_scale * scale[o] (* 2^-shift[o] with a residual tensor).
-at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale);
 
 }  // namespace dfq
