@@ -13,6 +13,7 @@
 #include "core/runtime.h"
 #include "eval/evaluate.h"
 #include "quant/artifact.h"
+#include "quant/integer_engine.h"
 #include "quant/simulate.h"
 
 #include <memory>
@@ -22,15 +23,15 @@ namespace dfq::cli {
 namespace {
 
 struct EvalCommand {
-  std::string model, qmodel, engine = "simulated", data, json, class_names;
+  std::string model, qmodel, engine = "integer", kernels = "fast", data, json, class_names;
   PreprocessOptions preprocess;
   int64_t batch = 256, limit = 0;
   int threads = 0, decode_threads = 1;
-  bool skip_bad = false, quiet = false, no_fold_bn = false;
+  bool skip_bad = false, quiet = false, no_fold_bn = false, predecode = false;
 };
 
 const char* kUsage =
-    "usage: dfq eval (--model M.pt | --qmodel Q.dfq [--engine simulated]) --data DIR [--preset P] [options]\n"
+    "usage: dfq eval (--model M.pt | --qmodel Q.dfq [--engine integer|simulated]) --data DIR [--preset P] [options]\n"
     "Evaluates the model (FP32 TorchScript, or a quantized model from dfq quantize) on an\n"
     "ImageNet-style folder (one sub-folder per class, sorted names give the label index)\n"
     "and prints top-1, top-5 and images/s.\n\n"
@@ -48,7 +49,12 @@ int run_eval(int argc, char** argv) {
       ("model", po::value(&cmd.model), "TorchScript model file (torch.jit.trace + save), evaluated in FP32")
       ("qmodel", po::value(&cmd.qmodel), "quantized model from dfq quantize (.dfq)")
       ("engine", po::value(&cmd.engine)->default_value(cmd.engine),
-       "for --qmodel: simulated (float with quantize-dequantize at every point, as the integer engine computes)")
+       "for --qmodel: integer (integer-only arithmetic, the accuracy of integer hardware) | simulated (float with "
+       "quantize-dequantize at every point)")
+      ("kernels", po::value(&cmd.kernels)->default_value(cmd.kernels),
+       "for --engine integer: fast (vectorized int8 kernels, threads) | reference (plain loops, slow; bit-exact with fast)")
+      ("predecode", po::bool_switch(&cmd.predecode),
+       "decode every image before timing, so images/s measures the model alone")
       ("data", po::value(&cmd.data)->required(), "validation folder, one sub-folder per class")
       ("batch", po::value(&cmd.batch)->default_value(cmd.batch), "images per batch")
       ("limit", po::value(&cmd.limit)->default_value(cmd.limit), "evaluate only the first N images (0: all)")
@@ -69,8 +75,10 @@ int run_eval(int argc, char** argv) {
   if (cmd.model.empty() == cmd.qmodel.empty())
     fail("model", "exactly one of --model (FP32) and --qmodel (quantized)", cmd.model.empty() ? "neither" : "both");
   if (cmd.qmodel.empty() && !vm["engine"].defaulted()) fail("--engine", "--qmodel (a quantized model)", "--model");
-  if (cmd.engine != "simulated")
-    fail("--engine", "simulated (the integer engine is not built yet)", "'" + cmd.engine + "'");
+  if (cmd.engine != "simulated" && cmd.engine != "integer") fail("--engine", "integer or simulated", "'" + cmd.engine + "'");
+  if (cmd.kernels != "fast" && cmd.kernels != "reference") fail("--kernels", "fast or reference", "'" + cmd.kernels + "'");
+  if (!vm["kernels"].defaulted() && cmd.engine != "integer")
+    fail("--kernels", "--qmodel with --engine integer", cmd.qmodel.empty() ? "--model" : "--engine " + cmd.engine);
   if (!cmd.qmodel.empty() && cmd.no_fold_bn) fail("--no-fold-bn", "--model (a quantized model is always folded)", "--qmodel");
   require_at_least("--batch", cmd.batch, 1);
   require_at_least("--limit", cmd.limit, 0);
@@ -79,11 +87,14 @@ int run_eval(int argc, char** argv) {
 
   const int threads = set_threads(cmd.threads);
   std::unique_ptr<SimulatedModel> simulated;
+  std::unique_ptr<IntegerEngine> integer;
   Graph imported, graph;
-  if (!cmd.qmodel.empty()) {
+  const bool quantized = !cmd.qmodel.empty();
+  if (quantized) {
     QuantizedModel q = load_quantized_model(cmd.qmodel);
     imported = graph = q.graph;
-    simulated = std::make_unique<SimulatedModel>(q);
+    if (cmd.engine == "simulated") simulated = std::make_unique<SimulatedModel>(q);
+    else integer = std::make_unique<IntegerEngine>(q, cmd.kernels == "fast" ? IntKernel::kFast : IntKernel::kReference);
   } else {
     imported = import_torchscript(cmd.model);
     // Folding is exact in real arithmetic (float results differ by ~1e-6) and saves
@@ -96,8 +107,9 @@ int run_eval(int argc, char** argv) {
   const std::vector<int64_t> outputs = class_outputs(folder, cmd.class_names, graph.output_width());
 
   const size_t folded = imported.batch_norm_nodes().size() - graph.batch_norm_nodes().size();
-  if (simulated)
-    std::printf("model     %s (quantized, %zu nodes, engine %s)\n", cmd.qmodel.c_str(), graph.nodes.size(), cmd.engine.c_str());
+  if (quantized)
+    std::printf("model     %s (quantized, %zu nodes, engine %s%s)\n", cmd.qmodel.c_str(), graph.nodes.size(),
+                cmd.engine.c_str(), integer ? (", " + cmd.kernels + " kernels").c_str() : "");
   else
     std::printf("model     %s (%zu nodes, %zu batch-norm layers, %zu folded into convolutions)\n", cmd.model.c_str(),
                 imported.nodes.size(), imported.batch_norm_nodes().size(), folded);
@@ -109,6 +121,13 @@ int run_eval(int argc, char** argv) {
   std::printf("run       batch %lld, limit %lld, threads %d, decode threads %d, skip-bad %s, layout %s\n",
               static_cast<long long>(cmd.batch), static_cast<long long>(cmd.limit), threads, cmd.decode_threads,
               cmd.skip_bad ? "on" : "off", simulated ? "NCHW" : "NHWC");
+  if (cmd.predecode) std::printf("timing    images decoded before timing (model only)\n");
+  if (integer) {
+    int wide = 0;
+    for (const AccumulatorReport& r : integer->accumulators()) wide += r.overflows_int16;
+    std::printf("accum     %zu layers, %d need more than 16 bits in the worst case (int32 used)\n",
+                integer->accumulators().size(), wide);
+  }
   std::fflush(stdout);
 
   LoaderOptions loader;
@@ -117,8 +136,9 @@ int run_eval(int argc, char** argv) {
   loader.skip_bad = cmd.skip_bad;
   loader.decode_threads = cmd.decode_threads;
   const BatchModel model = simulated ? BatchModel([&](const at::Tensor& x) { return simulated->forward(x); })
-                                     : BatchModel([&](const at::Tensor& x) { return forward(graph, to_channels_last(x)); });
-  const EvalResult result = evaluate(model, folder, outputs, pre, loader, cmd.quiet);
+                          : integer ? BatchModel([&](const at::Tensor& x) { return integer->forward(x); })
+                                    : BatchModel([&](const at::Tensor& x) { return forward(graph, to_channels_last(x)); });
+  const EvalResult result = evaluate(model, folder, outputs, pre, loader, cmd.quiet, cmd.predecode);
 
   std::printf("top-1     %.2f %% (%lld/%lld)\n", result.top1(), static_cast<long long>(result.correct_top1),
               static_cast<long long>(result.images));
@@ -129,8 +149,16 @@ int run_eval(int argc, char** argv) {
   std::printf("seconds   %.3f\nimages/s  %.1f\n", result.seconds, result.images_per_second());
   if (!cmd.json.empty()) {
     nlohmann::json j = to_json(result);
-    j["model"] = simulated ? cmd.qmodel : cmd.model;
-    j["engine"] = simulated ? cmd.engine : "fp32";
+    j["model"] = quantized ? cmd.qmodel : cmd.model;
+    j["engine"] = quantized ? cmd.engine : "fp32";
+    if (integer) {
+      j["kernels"] = cmd.kernels;
+      nlohmann::json acc = nlohmann::json::array();
+      for (const AccumulatorReport& r : integer->accumulators())
+        acc.push_back({{"name", r.name}, {"worst_case", r.worst_case}, {"bits", r.bits}, {"overflows_int16", r.overflows_int16}});
+      j["accumulators"] = acc;
+    }
+    j["predecoded"] = cmd.predecode;
     j["data"] = cmd.data;
     j["preset"] = pre.name;
     j["threads"] = threads;

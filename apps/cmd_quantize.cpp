@@ -181,10 +181,16 @@ int run_quantize(int argc, char** argv) {
   for (const PointReport& p : report.points)
     std::printf("%-28s %-16s %10.4g %10.4g %10.2f\n", p.name.c_str(), p.range.c_str(), p.scale, p.clip,
                 p.activation_sqnr_db);
-  std::printf("\nweights   %.0f bits stored (%.3f bits/weight)\nseconds   %.2f (quantization, after calibration data)\nwrote     %s\n",
-              report.weight_bits_total, report.weight_bits_total /
-                  std::max(1.0, [&] { double n = 0; for (const LayerReport& l : report.layers) n += static_cast<double>(l.parameters); return n; }()),
-              report.seconds, cmd.out.c_str());
+  double parameters = 0, fp32_bytes = 0;
+  for (const LayerReport& l : report.layers) parameters += static_cast<double>(l.parameters);
+  for (const Node& n : model.graph.nodes)
+    for (const auto& [key, value] : n.params) fp32_bytes += static_cast<double>(value.numel()) * 4.0;
+  const double artifact_bytes = static_cast<double>(std::filesystem::file_size(cmd.out));
+  std::printf("\nweights   %.0f bits stored (%.3f bits/weight; <= 4-bit tensors packed two per byte)\n"
+              "size      artifact %.0f bytes (graph, scales, biases, header included) vs FP32 parameters %.0f bytes "
+              "(%.1fx smaller)\nseconds   %.2f (quantization, after calibration data)\nwrote     %s\n",
+              report.weight_bits_total, report.weight_bits_total / std::max(1.0, parameters), artifact_bytes, fp32_bytes,
+              fp32_bytes / std::max(1.0, artifact_bytes), report.seconds, cmd.out.c_str());
 
   if (!cmd.json.empty()) {
     nlohmann::json layers = nlohmann::json::array(), points = nlohmann::json::array();
@@ -202,7 +208,8 @@ int run_quantize(int argc, char** argv) {
                               {"residual_budget", o.residual_budget}, {"bias_correction", to_string(o.bias_correction)},
                               {"weight_objective", to_string(o.weight_objective)}, {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
                               {"seed", cmd.seed}, {"threads", threads}, {"seconds", report.seconds},
-                              {"weight_bits_total", report.weight_bits_total}, {"layers", layers}, {"points", points}};
+                              {"weight_bits_total", report.weight_bits_total},
+                              {"artifact_bytes", artifact_bytes}, {"fp32_parameter_bytes", fp32_bytes}, {"layers", layers}, {"points", points}};
     write_file_atomic(cmd.json, j.dump(2) + "\n");
   }
   return 0;

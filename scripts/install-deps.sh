@@ -6,6 +6,7 @@ packages=(
   build-essential cmake pkg-config
   libtorch-dev libopencv-dev libeigen3-dev libboost-program-options-dev
   googletest libgtest-dev nlohmann-json3-dev zlib1g-dev
+  libdnnl-dev  # oneDNN 2.6: the integer engine's int8 convolutions (VNNI)
   libopenblas0-openmp  # replaces the reference BLAS libtorch links (alternatives): matmul ~20x faster
   dataset-fashion-mnist
 )

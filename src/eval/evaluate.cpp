@@ -47,17 +47,30 @@ std::vector<int64_t> class_outputs(const ImageFolder& folder, const std::string&
 }
 
 EvalResult evaluate(const BatchModel& model, const ImageFolder& folder, const std::vector<int64_t>& outputs,
-                    const Preprocess& pre, const LoaderOptions& options, bool quiet) {
-  const auto start = std::chrono::steady_clock::now();
+                    const Preprocess& pre, const LoaderOptions& options, bool quiet, bool predecode) {
   c10::InferenceMode inference;
   BatchLoader loader(folder, pre, options);
+  std::vector<Batch> decoded;
+  if (predecode) {  // decode everything first, untimed
+    Batch b;
+    while (loader.next(b))
+      if (b.count > 0) decoded.push_back(Batch{b.images.clone(), b.labels.clone(), b.count});  // buffers are reused
+  }
+  const auto start = std::chrono::steady_clock::now();
   const int64_t classes = static_cast<int64_t>(folder.classes.size());
   EvalResult result;
   result.per_class_images.assign(static_cast<size_t>(classes), 0);
   result.per_class_correct.assign(static_cast<size_t>(classes), 0);
   Progress progress("eval", loader.total(), quiet);
   Batch batch;
-  while (loader.next(batch)) {
+  size_t next_decoded = 0;
+  auto next = [&](Batch& b) {
+    if (!predecode) return loader.next(b);
+    if (next_decoded == decoded.size()) return false;
+    b = decoded[next_decoded++];
+    return true;
+  };
+  while (next(batch)) {
     if (batch.count == 0) continue;
     at::Tensor logits = model(batch.images);
     if (logits.dim() != 2) fail("model output", "N x classes logits", std::to_string(logits.dim()) + " dimensions");

@@ -22,7 +22,7 @@ struct EvalResult {
   int64_t correct_top5 = 0;  // top-k with k = min(5, classes)
   int64_t skipped = 0;       // unreadable images left out (--skip-bad)
   std::vector<int64_t> per_class_images, per_class_correct;
-  double seconds = 0.0;      // wall time, decoding included
+  double seconds = 0.0;      // wall time, decoding included unless pre-decoded
 
   double top1() const { return images ? 100.0 * static_cast<double>(correct_top1) / static_cast<double>(images) : 0; }
   double top5() const { return images ? 100.0 * static_cast<double>(correct_top5) / static_cast<double>(images) : 0; }
@@ -37,11 +37,12 @@ struct EvalResult {
 std::vector<int64_t> class_outputs(const ImageFolder& folder, const std::string& names_file, int64_t output_width);
 
 // Runs `model` on every image of `folder` (decoded in background threads while
-// the model runs, timed from the first decode to the last prediction); a
+// the model runs, timed from the first decode to the last prediction; with
+// `predecode`, all images are decoded first and only the model is timed); a
 // prediction is correct when it equals outputs[label]. Throws dfq::Error if
 // an output index is outside the model's output width.
 EvalResult evaluate(const BatchModel& model, const ImageFolder& folder, const std::vector<int64_t>& outputs,
-                    const Preprocess& pre, const LoaderOptions& options, bool quiet);
+                    const Preprocess& pre, const LoaderOptions& options, bool quiet, bool predecode = false);
 
 // {"top1": percent, "top5": percent, "correct": int, "images": int,
 //  "seconds": float, "images_per_second": float, "correct_top5", "skipped",

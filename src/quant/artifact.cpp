@@ -10,12 +10,13 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "quant/packing.h"
 
 namespace dfq {
 namespace {
 
 constexpr char kMagic[8] = {'D', 'F', 'Q', 'M', 'O', 'D', 'E', 'L'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: weights of <= 4 bits packed two per byte
 constexpr Op kAllOps[] = {Op::Input, Op::Conv2d, Op::BatchNorm, Op::ReLU, Op::Clamp, Op::Add, Op::Slice, Op::Pad,
                           Op::MaxPool2d, Op::AvgPool2d, Op::AdaptiveAvgPool2d, Op::Flatten, Op::Reshape,
                           Op::Linear, Op::Cat, Op::Mean};
@@ -68,15 +69,20 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
   nlohmann::json weights = nlohmann::json::object();
   for (const auto& [id, w] : model.weights) {
     const std::string prefix = "weight" + std::to_string(id) + ".";
-    tensors.add(prefix + "q", w.q);
+    const bool packed = w.range.bits <= 4;
+    auto add_integers = [&](const std::string& name, const at::Tensor& q) {
+      tensors.add(name, packed ? pack_int4(q) : q);
+    };
+    add_integers(prefix + "q", w.q);
     tensors.add(prefix + "scale", w.scale);
     tensors.add(prefix + "bias", w.bias);
     if (w.residual.defined()) {
-      tensors.add(prefix + "residual", w.residual);
+      add_integers(prefix + "residual", w.residual);
       tensors.add(prefix + "residual_shift", w.residual_shift);
     }
     weights[std::to_string(id)] = {{"bits", w.range.bits}, {"signed", w.range.is_signed}, {"zero_point", 0},
-                                   {"clip_ratio", w.clip_ratio}, {"residual", w.residual.defined()}};
+                                   {"clip_ratio", w.clip_ratio}, {"residual", w.residual.defined()},
+                                   {"shape", w.q.sizes().vec()}, {"packed_int4", w.range.bits <= 4}};
   }
   nlohmann::json activations = nlohmann::json::object();
   for (const auto& [id, a] : model.activations)
@@ -168,12 +174,16 @@ QuantizedModel load_quantized_model(const std::string& path) {
       WeightQuant w;
       w.range = QuantRange{jw.at("bits").get<int>(), jw.at("signed").get<bool>()};
       const std::string prefix = "weight" + key + ".";
-      w.q = tensor(prefix + "q");
+      const bool packed = jw.at("packed_int4").get<bool>();
+      if (packed != (w.range.bits <= 4)) throw std::runtime_error("packing flag of node " + key + " contradicts its bits");
+      const std::vector<int64_t> shape = jw.at("shape").get<std::vector<int64_t>>();
+      auto integers = [&](const std::string& name) { return packed ? unpack_int4(tensor(name), shape) : tensor(name); };
+      w.q = integers(prefix + "q");
       w.scale = tensor(prefix + "scale");
       w.bias = tensor(prefix + "bias");
       w.clip_ratio = jw.at("clip_ratio").get<double>();
       if (jw.at("residual").get<bool>()) {
-        w.residual = tensor(prefix + "residual");
+        w.residual = integers(prefix + "residual");
         w.residual_shift = tensor(prefix + "residual_shift");
       }
       if (w.scale.numel() != w.q.size(0) || w.bias.numel() != w.q.size(0) ||

@@ -1,16 +1,16 @@
-// The quantized-model file (.dfq), version 1.
+// The quantized-model file (.dfq), version 2.
 //
 // Layout (little-endian):
 //   8 bytes  magic "DFQMODEL"
-//   u32      format version (1)
+//   u32      format version (2)
 //   u64      header length H
 //   H bytes  header, JSON: graph (nodes with op, inputs, attributes), config,
 //            activation quantization per point, weight quantization per layer,
 //            and a table of tensors {name: {dtype, shape, offset, bytes}}
 //   ...      tensor data, at the offsets of the table (relative to its start)
 //   u32      CRC-32 (zlib) of every byte before it
-// Weights are stored only as integers (int8 values; scales float32; residual
-// shifts int64); float biases are stored as is and put on the int32 grid by the
+// Weights are stored only as integers (int8 values, or packed two per byte
+// when they have <= 4 bits, packing.h; scales float32; residual shifts int64); float biases are stored as is and put on the int32 grid by the
 // engines (simulate.h). The float weights of the loaded graph are the
 // dequantized integers. Writing is atomic (core/atomic_file.h).
 #pragma once

@@ -337,47 +337,90 @@ double output_error(const at::Tensor& weight, const at::Tensor& clip, QuantRange
   return (at::bmm(d, hessian) * d).sum().item<double>();
 }
 
+namespace {
+
+// minimize_batched for many channels at once: hi [C] (> 0), score(candidates
+// [C, K]) -> errors [C, K]; the same grid and local grids per channel.
+template <class Score>
+at::Tensor minimize_channels(const at::Tensor& hi, const Score& score) {
+  std::vector<double> fractions;
+  for (int j = kGeometric; j >= 1; --j) fractions.push_back(std::ldexp(1.0 / kGrid, -j));
+  for (int i = 1; i <= kGrid; ++i) fractions.push_back(static_cast<double>(i) / kGrid);
+  const at::Tensor f = at::tensor(fractions, at::kDouble);
+  const at::Tensor grid = hi.unsqueeze(1) * f.unsqueeze(0);  // [C, K]
+  const at::Tensor best_k = score(grid).argmin(1);
+  const int64_t last = static_cast<int64_t>(fractions.size()) - 1;
+  at::Tensor best = grid.gather(1, best_k.unsqueeze(1)).squeeze(1);
+  at::Tensor best_error = score(best.unsqueeze(1)).squeeze(1);
+  at::Tensor lo = at::where(best_k > 0, grid.gather(1, (best_k - 1).clamp_min(0).unsqueeze(1)).squeeze(1), at::zeros_like(hi));
+  at::Tensor up = at::where(best_k < last, grid.gather(1, (best_k + 1).clamp_max(last).unsqueeze(1)).squeeze(1), hi);
+  const at::Tensor r = at::arange(1, kRefine + 1, at::kDouble).unsqueeze(0);
+  for (int level = 0; level < kLevels; ++level) {
+    const at::Tensor step = (up - lo) / (kRefine + 1);
+    const at::Tensor local = lo.unsqueeze(1) + r * step.unsqueeze(1);
+    const at::Tensor errors = score(local);
+    const auto [local_best_error, local_k] = errors.min(1);
+    const at::Tensor better = local_best_error < best_error;
+    best = at::where(better, local.gather(1, local_k.unsqueeze(1)).squeeze(1), best);
+    best_error = at::where(better, local_best_error, best_error);
+    lo = at::maximum(lo, best - step);
+    up = at::minimum(up, best + step);
+  }
+  return best;
+}
+
+}  // namespace
+
 at::Tensor choose_weight_clips_for_output(const at::Tensor& weight, QuantRange range, const at::Tensor& hessian,
                                           bool per_channel) {
   check_bits(range.bits, "quantization bits");
   if (weight.defined() && weight.dim() < 2) fail("weight tensor", "a tensor of rank >= 2", c10::str(weight.sizes()));
-  const at::Tensor w = checked_values(weight, "weight tensor").to(at::kDouble);
+  const at::Tensor w = checked_values(weight, "weight tensor");
   const int64_t channels = w.size(0), d = w.numel() / channels;
   if (!hessian.defined() || hessian.dim() != 3 || hessian.size(0) < 1 || channels % hessian.size(0) != 0 ||
       hessian.size(1) != d || hessian.size(2) != d)
     fail("layer input second moments", "[G, " + std::to_string(d) + ", " + std::to_string(d) + "] with G dividing " +
              std::to_string(channels), hessian.defined() ? c10::str(hessian.sizes()) : std::string("none"));
-  const at::Tensor h = checked_values(hessian, "layer input second moments").to(at::kDouble);
-  const int64_t per_group = channels / h.size(0);
+  const at::Tensor h = checked_values(hessian, "layer input second moments");  // float32: the search compares, it does not sum long
+  const int64_t groups = h.size(0), per_group = channels / groups;
   const at::Tensor rows = w.reshape({channels, d});
-  // Error of `members` (channels of one group set) at each candidate clip, as
-  // one batched product: d_k^T H d_k for the candidates k.
-  auto score = [&](const std::vector<int64_t>& members, const std::vector<double>& clips) {
-    const at::Tensor c = at::tensor(clips, at::kDouble).reshape({-1, 1}) / static_cast<double>(range.qmax());
-    at::Tensor total = at::zeros({static_cast<int64_t>(clips.size())}, at::kDouble);
-    for (int64_t o : members) {
-      const at::Tensor row = rows[o].unsqueeze(0);
-      const at::Tensor delta = row - at::clamp(round_half_away(row / c), range.qmin(), range.qmax()) * c;
-      total += (at::matmul(delta, h[o / per_group]) * delta).sum(1);
+  const double qmin = static_cast<double>(range.qmin()), qmax = static_cast<double>(range.qmax());
+  // d_k^T H d_k of channels [begin, begin + n) at candidates [n, K], in chunks
+  // of channels so the [n, K, D] residuals stay small; one GEMM per chunk.
+  auto channel_errors = [&](int64_t begin, const at::Tensor& candidates) {
+    const int64_t n = candidates.size(0), k = candidates.size(1);
+    at::Tensor errors = at::empty({n, k}, at::kDouble);
+    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, k * d));
+    for (int64_t start = 0; start < n; start += chunk) {
+      const int64_t m = std::min(chunk, n - start);
+      const at::Tensor x = rows.narrow(0, begin + start, m).unsqueeze(1);                               // [m, 1, D]
+      const at::Tensor s = (candidates.narrow(0, start, m) / qmax).to(at::kFloat).unsqueeze(2);        // [m, K, 1]
+      const at::Tensor delta = x - at::clamp(round_half_away(x / s), qmin, qmax) * s;                  // [m, K, D]
+      at::Tensor hd;
+      if (groups == 1) {
+        hd = at::matmul(delta.reshape({m * k, d}), h[0]).reshape({m, k, d});
+      } else {
+        const at::Tensor group = at::arange(begin + start, begin + start + m, at::kLong).div(per_group, "floor");
+        hd = at::bmm(delta, h.index_select(0, group));
+      }
+      errors.narrow(0, start, m).copy_((hd * delta).sum(2));
     }
-    const double* e = total.data_ptr<double>();
-    return std::vector<double>(e, e + total.numel());
+    return errors;
   };
-  std::vector<float> clips(static_cast<size_t>(channels));
+  at::Tensor clips;
   if (per_channel) {
-    for (int64_t o = 0; o < channels; ++o) {
-      const double hi = rows[o].abs().max().item<double>();
-      clips[static_cast<size_t>(o)] = static_cast<float>(
-          hi > 0 ? minimize_batched(hi, [&](const std::vector<double>& c) { return score({o}, c); }) : kMinClip);
-    }
+    const at::Tensor hi = std::get<0>(rows.abs().max(1)).to(at::kDouble);
+    const at::Tensor positive = hi > 0;
+    clips = at::where(positive, minimize_channels(hi.clamp_min(kMinClip), [&](const at::Tensor& c) { return channel_errors(0, c); }),
+                      at::full_like(hi, kMinClip));
   } else {
-    std::vector<int64_t> all(static_cast<size_t>(channels));
-    for (int64_t o = 0; o < channels; ++o) all[static_cast<size_t>(o)] = o;
-    const double hi = w.abs().max().item<double>();
-    const double clip = hi > 0 ? minimize_batched(hi, [&](const std::vector<double>& c) { return score(all, c); }) : kMinClip;
-    std::fill(clips.begin(), clips.end(), static_cast<float>(clip));
+    const double hi = rows.abs().max().item<double>();
+    const at::Tensor one = hi > 0 ? minimize_channels(at::full({1}, hi, at::kDouble), [&](const at::Tensor& c) {
+      return channel_errors(0, c.expand({channels, c.size(1)}).contiguous()).sum(0, true);
+    }) : at::full({1}, kMinClip, at::kDouble);
+    clips = one.expand({channels});
   }
-  return at::tensor(clips, at::kFloat);
+  return clips.to(at::kFloat).contiguous();
 }
 
 double choose_clip(const at::Tensor& values, QuantRange range, const RangeOptions& options) {

@@ -6,10 +6,18 @@
 
 namespace dfq {
 
-at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale) {
+at::Tensor accumulator_unit(const WeightQuant& w, double input_scale) {
   at::Tensor unit = w.scale.to(at::kDouble) * input_scale;
   if (w.residual.defined()) unit = unit / at::pow(2.0, w.residual_shift.to(at::kDouble));
-  return (round_half_away(w.bias.to(at::kDouble) / unit) * unit).to(at::kFloat);
+  return unit;
+}
+
+at::Tensor integer_bias(const WeightQuant& w, double input_scale) {
+  return round_half_away(w.bias.to(at::kDouble) / accumulator_unit(w, input_scale)).to(at::kLong);
+}
+
+at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale) {
+  return (integer_bias(w, input_scale).to(at::kDouble) * accumulator_unit(w, input_scale)).to(at::kFloat);
 }
 
 double weight_input_scale(const QuantizedModel& model, const ActivationPoints& points, int node) {

@@ -16,8 +16,14 @@
 
 namespace dfq {
 
-// The bias of a Conv2d/Linear node rounded to the int32 grid the integer engine
-// uses: unit[o] = input_scale * scale[o] (* 2^-shift[o] with a residual tensor).
+// The real value of one unit of a Conv2d/Linear node's accumulator, per output
+// channel (double): unit[o] = input_scale * scale[o] (* 2^-shift[o] with a
+// residual tensor).
+at::Tensor accumulator_unit(const WeightQuant& w, double input_scale);
+// The bias in accumulator units, as the integer engine adds it: round(bias / unit)
+// half away from zero (int64 [O]).
+at::Tensor integer_bias(const WeightQuant& w, double input_scale);
+// integer_bias * unit: the bias the simulated engine adds (float32).
 at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale);
 
 // The scale of the activation a Conv2d/Linear node reads; throws dfq::Error when

@@ -1,0 +1,460 @@
+// Integer convolution / linear kernels (int_kernels.h).
+//
+// kFast runs oneDNN 2.6 (Debian's libdnnl): int8 convolution or inner product
+// with an s32 destination, nhwc activations in and out (no activation reorders),
+// weights reordered once per layout a primitive asks for. Two facts about
+// oneDNN decide when it may be used, because kFast must equal kReference:
+//  * Without VNNI its u8 x s8 kernels use vpmaddubsw, which saturates pairs of
+//    products in int16 (and halve s8 weights against it): measured with
+//    DNNL_MAX_CPU_ISA=AVX512_CORE, nearly every s32 output differs. So oneDNN
+//    runs only when its effective ISA has VNNI (vpdpbusd, exact).
+//  * Even with VNNI, some kernels (jit_int8, which serves s8 sources) pass the
+//    s32 accumulator through float32 on the way out, which rounds magnitudes
+//    above 2^24 (measured: C=256 3x3 with extreme s8 values differs). Hence a
+//    bound: if 255 * sum|w| <= 2^24 for every output channel, every partial sum
+//    oneDNN can form (also with its +128 shift of s8 sources) is an integer of
+//    magnitude <= 2^24, exact in float32. A layer over the bound is split along
+//    its input channels into chunks within it, run chunk by chunk and added in
+//    int32; a layer whose single input channel exceeds it (kernels over 518
+//    taps) runs the portable loop.
+// Without VNNI, kFast is the portable loop: an nhwc patch per output pixel
+// times int16 weight rows (pmaddwd dot products, four rows at a time), threaded
+// by at::parallel_for. This file is compiled with -fopenmp: LibTorch's
+// at::parallel_for is an inline template that runs serially in a translation
+// unit without _OPENMP.
+#include "quant/int_kernels.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <omp.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+
+namespace dfq {
+namespace {
+
+constexpr int64_t kMaxSource = 255;                // max |x| for uint8; also x + 128 for int8 inside oneDNN
+constexpr int64_t kFloatExact = int64_t{1} << 24;  // every integer of magnitude <= 2^24 is a float32
+constexpr int64_t kInt32Max = 2147483647;
+
+std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kByte: return "uint8";
+    case at::kChar: return "int8";
+    case at::kShort: return "int16";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    default: return c10::toString(t);
+  }
+}
+
+std::string describe(const at::Tensor& t) {
+  if (!t.defined()) return "an undefined tensor";
+  std::ostringstream s;
+  s << dtype_name(t.scalar_type()) << " " << t.sizes();
+  return s.str();
+}
+
+// Sizes of one call. A linear layer is the 1x1 convolution of an [N, I, 1, 1] input.
+struct Dims {
+  int64_t N, C, H, W;  // input, channels-last
+  int64_t O, KH, KW;   // weight [O, C / G, KH, KW]
+  int64_t G;
+  int64_t Ho, Wo;
+  int64_t Cg() const { return C / G; }
+  int64_t Og() const { return O / G; }
+};
+
+// The ground truth, written for clarity: one int32 sum per output element.
+template <class T>
+void reference_conv(const T* x, const int8_t* w, int32_t* y, const Dims& d, const IntConvGeometry& g) {
+  const int64_t Cg = d.Cg(), Og = d.Og();
+  for (int64_t n = 0; n < d.N; ++n)
+    for (int64_t oh = 0; oh < d.Ho; ++oh)
+      for (int64_t ow = 0; ow < d.Wo; ++ow)
+        for (int64_t o = 0; o < d.O; ++o) {
+          const int64_t group = o / Og;
+          int32_t acc = 0;
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t kh = 0; kh < d.KH; ++kh)
+              for (int64_t kw = 0; kw < d.KW; ++kw) {
+                const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
+                const int64_t iw = ow * g.stride_w - g.pad_w + kw * g.dilation_w;
+                if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;  // zero padding
+                const int32_t xv = x[((n * d.H + ih) * d.W + iw) * d.C + group * Cg + c];
+                const int32_t wv = w[((o * Cg + c) * d.KH + kh) * d.KW + kw];
+                acc += xv * wv;
+              }
+          y[((n * d.Ho + oh) * d.Wo + ow) * d.O + o] = acc;
+        }
+}
+
+// Four dot products of int16 weight rows (stride n) with one patch, summed in
+// int32: GCC vectorizes each into pmaddwd, four independent chains sharing the
+// patch loads (cloned for AVX2, picked at load time). Exact: |x * w| <= 255 * 128
+// and the constructor bounds every sum.
+__attribute__((target_clones("avx2", "default"))) void dot4(const int16_t* __restrict rows,
+                                                            const int16_t* __restrict patch, int64_t n,
+                                                            int32_t* __restrict out) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t p = patch[i];
+    a0 += int32_t{rows[i]} * p;
+    a1 += int32_t{rows[n + i]} * p;
+    a2 += int32_t{rows[2 * n + i]} * p;
+    a3 += int32_t{rows[3 * n + i]} * p;
+  }
+  out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;
+}
+
+int32_t dot(const int16_t* __restrict a, const int16_t* __restrict b, int64_t n) {
+  int32_t acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += int32_t{a[i]} * int32_t{b[i]};
+  return acc;
+}
+
+// The portable fast loop. `rows` holds the weights as int16 [O][KH][KW][Cg],
+// the order in which an nhwc patch is gathered.
+template <class T>
+void portable_conv(const T* x, const int16_t* rows, int32_t* y, const Dims& d, const IntConvGeometry& g) {
+  const int64_t Cg = d.Cg(), Og = d.Og(), K = d.KH * d.KW * Cg;
+  const int64_t pixels = d.N * d.Ho * d.Wo;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / (d.O * K));  // ~32k MACs per task
+  at::parallel_for(0, pixels, grain, [&](int64_t begin, int64_t end) {
+    std::vector<int16_t> patch(K);
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / (d.Ho * d.Wo), oh = p / d.Wo % d.Ho, ow = p % d.Wo;
+      for (int64_t group = 0; group < d.G; ++group) {
+        int16_t* dst = patch.data();
+        for (int64_t kh = 0; kh < d.KH; ++kh)
+          for (int64_t kw = 0; kw < d.KW; ++kw, dst += Cg) {
+            const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
+            const int64_t iw = ow * g.stride_w - g.pad_w + kw * g.dilation_w;
+            if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) {
+              std::fill(dst, dst + Cg, int16_t{0});
+              continue;
+            }
+            const T* src = x + ((n * d.H + ih) * d.W + iw) * d.C + group * Cg;
+            for (int64_t c = 0; c < Cg; ++c) dst[c] = src[c];
+          }
+        int64_t o = group * Og;
+        for (; o + 4 <= (group + 1) * Og; o += 4) dot4(rows + o * K, patch.data(), K, y + p * d.O + o);
+        for (; o < (group + 1) * Og; ++o) y[p * d.O + o] = dot(rows + o * K, patch.data(), K);
+      }
+    }
+  });
+}
+
+// Consecutive ranges [begin, end) of within-group input channels such that
+// kMaxSource * sum|w| over a range <= 2^24 for every output channel (greedy,
+// so as few as possible). Empty when a single channel exceeds the bound.
+std::vector<std::pair<int64_t, int64_t>> float_exact_chunks(const at::Tensor& weight) {
+  const at::Tensor sums = weight.to(at::kLong).abs().sum({2, 3}).contiguous();  // [O, Cg]
+  const int64_t O = sums.size(0), Cg = sums.size(1);
+  const int64_t* s = sums.data_ptr<int64_t>();
+  const int64_t limit = kFloatExact / kMaxSource;
+  if (*std::max_element(s, s + O * Cg) > limit) return {};
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  std::vector<int64_t> running(O, 0);
+  int64_t begin = 0;
+  for (int64_t c = 0; c < Cg; ++c) {
+    bool fits = true;
+    for (int64_t o = 0; o < O && fits; ++o) fits = running[o] + s[o * Cg + c] <= limit;
+    if (!fits) {
+      chunks.emplace_back(begin, c);
+      begin = c;
+      std::fill(running.begin(), running.end(), 0);
+    }
+    for (int64_t o = 0; o < O; ++o) running[o] += s[o * Cg + c];
+  }
+  chunks.emplace_back(begin, Cg);
+  return chunks;
+}
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// Debian's libdnnl 2.6 uses the OpenMP runtime (DNNL_CPU_RUNTIME OMP, libgomp,
+// the library LibTorch's OpenMP backend also uses) and has no thread-count
+// call of its own: it sizes its parallel regions by omp_get_max_threads() of
+// the calling thread. With that backend at::get_num_threads() returns the same
+// value, so this is a no-op; it keeps the two equal should the backend change.
+void match_onednn_threads() {
+  const int threads = at::get_num_threads();
+  if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+}
+
+}  // namespace
+
+bool fast_int_kernels_available() {
+  static const bool available = [] {
+    const auto vnni = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_vnni);  // ISA values are bit sets
+    return (static_cast<unsigned>(dnnl::get_effective_cpu_isa()) & vnni) == vnni;
+  }();
+  return available;
+}
+
+namespace detail {
+
+// The prepared kernel behind IntConv2d and IntLinear (a linear layer is a 1x1
+// convolution of an [N, I, 1, 1] input; only its oneDNN primitive differs).
+class IntKernelImpl {
+ public:
+  // weight: int8 [O, Cg, KH, KW] with values in [-127, 127], geometry checked.
+  IntKernelImpl(const at::Tensor& weight, IntConvGeometry geometry, IntKernel kernel, bool linear)
+      : weight_(weight.contiguous()), geometry_(geometry), linear_(linear) {
+    if (kernel == IntKernel::kReference) return;
+    rows_ = weight_.permute({0, 2, 3, 1}).contiguous().to(at::kShort);
+    if (!fast_int_kernels_available()) return;
+    const auto chunks = float_exact_chunks(weight_);
+    for (const auto& [begin, end] : chunks)
+      chunks_.push_back(Chunk{begin, end, weight_.narrow(1, begin, end - begin).contiguous(), {}});
+  }
+
+  int64_t out_channels() const { return weight_.size(0); }
+  int64_t in_channels() const { return weight_.size(1) * geometry_.groups; }
+  const at::Tensor& weight() const { return weight_; }
+  const IntConvGeometry& geometry() const { return geometry_; }
+
+  // x: uint8/int8 [N, C, H, W] channels-last (checked by the caller, N >= 1);
+  // y: int32 [N, O, Ho, Wo] channels-last, written.
+  void run(const at::Tensor& x, const Dims& d, const at::Tensor& y) const {
+    const bool is_signed = x.scalar_type() == at::kChar;
+    int32_t* out = y.data_ptr<int32_t>();
+    if (!rows_.defined()) {
+      if (is_signed) reference_conv(x.data_ptr<int8_t>(), weight_.data_ptr<int8_t>(), out, d, geometry_);
+      else reference_conv(x.data_ptr<uint8_t>(), weight_.data_ptr<int8_t>(), out, d, geometry_);
+      return;
+    }
+    if (!chunks_.empty()) {
+      if (const auto plan = plan_for(is_signed, d)) return run_onednn(*plan, x, d, y);
+    }
+    if (is_signed) portable_conv(x.data_ptr<int8_t>(), rows_.data_ptr<int16_t>(), out, d, geometry_);
+    else portable_conv(x.data_ptr<uint8_t>(), rows_.data_ptr<int16_t>(), out, d, geometry_);
+  }
+
+ private:
+  struct Chunk {
+    int64_t begin, end;  // within-group input channels
+    at::Tensor weight;   // int8 [O, end - begin, KH, KW], contiguous
+    // The chunk's weights in each layout a primitive asked for (guarded by mutex_).
+    std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> reordered;
+  };
+  struct Step {  // one chunk's primitive
+    dnnl::primitive primitive;
+    dnnl::memory::desc src, dst, scratchpad;
+    dnnl::memory weights;
+  };
+  using Plan = std::vector<Step>;
+  using PlanKey = std::tuple<bool, int64_t, int64_t, int64_t, int>;  // signed, N, H, W, threads
+
+  // The primitives for this input dtype, shape and thread count (oneDNN picks
+  // blockings by thread count); nullptr when oneDNN declines the problem.
+  std::shared_ptr<const Plan> plan_for(bool is_signed, const Dims& d) const {
+    const PlanKey key{is_signed, d.N, d.H, d.W, at::get_num_threads()};
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (const auto it = plans_.find(key); it != plans_.end()) return it->second;
+    std::shared_ptr<Plan> plan;
+    try {
+      match_onednn_threads();
+      plan = std::make_shared<Plan>();
+      for (Chunk& chunk : chunks_) plan->push_back(make_step(chunk, is_signed, d));
+    } catch (const dnnl::error&) {
+      plan = nullptr;  // the portable loop is exact too
+    }
+    plans_.emplace(key, plan);
+    return plan;
+  }
+
+  Step make_step(Chunk& chunk, bool is_signed, const Dims& d) const {
+    using dnnl::memory;
+    using tag = memory::format_tag;
+    const auto src_type = is_signed ? memory::data_type::s8 : memory::data_type::u8;
+    const int64_t width = chunk.end - chunk.begin;
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // thread-safe: a scratchpad per call
+    if (linear_) {
+      const memory::desc src({d.N, width}, src_type, tag::nc);
+      const memory::desc dst({d.N, d.O}, memory::data_type::s32, tag::nc);
+      const memory::desc weights({d.O, width}, memory::data_type::s8, tag::any);
+      const dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_inference, src, weights, dst);
+      const dnnl::inner_product_forward::primitive_desc pd(desc, attr, cpu_engine());
+      const memory::desc user({d.O, width}, memory::data_type::s8, tag::oi);
+      return Step{dnnl::inner_product_forward(pd), src, dst, pd.scratchpad_desc(),
+                  weights_in(chunk, user, pd.weights_desc())};
+    }
+    const IntConvGeometry& g = geometry_;
+    const memory::desc src({d.N, d.G * width, d.H, d.W}, src_type, tag::nhwc);
+    const memory::desc dst({d.N, d.O, d.Ho, d.Wo}, memory::data_type::s32, tag::nhwc);
+    const bool grouped = d.G > 1;
+    const memory::dims weight_dims =
+        grouped ? memory::dims{d.G, d.Og(), width, d.KH, d.KW} : memory::dims{d.O, width, d.KH, d.KW};
+    const dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+        memory::desc(weight_dims, memory::data_type::s8, tag::any), dst, {g.stride_h, g.stride_w},
+        {g.dilation_h - 1, g.dilation_w - 1}, {g.pad_h, g.pad_w}, {g.pad_h, g.pad_w});  // oneDNN counts dilation from 0
+    const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
+    const memory::desc user(weight_dims, memory::data_type::s8, grouped ? tag::goihw : tag::oihw);
+    return Step{dnnl::convolution_forward(pd), src, dst, pd.scratchpad_desc(), weights_in(chunk, user, pd.weights_desc())};
+  }
+
+  // The chunk's weights in `layout`, reordered on first request (mutex_ held).
+  static dnnl::memory weights_in(Chunk& chunk, const dnnl::memory::desc& user, const dnnl::memory::desc& layout) {
+    for (const auto& [desc, memory] : chunk.reordered)
+      if (desc == layout) return memory;
+    dnnl::memory from(user, cpu_engine(), chunk.weight.data_ptr());
+    dnnl::memory to(layout, cpu_engine());
+    dnnl::stream stream(cpu_engine());
+    dnnl::reorder(from, to).execute(stream, from, to);
+    stream.wait();
+    chunk.reordered.emplace_back(layout, to);
+    return to;
+  }
+
+  void run_onednn(const Plan& plan, const at::Tensor& x, const Dims& d, const at::Tensor& y) const {
+    match_onednn_threads();
+    dnnl::stream stream(cpu_engine());  // CPU streams are cheap; one per call keeps calls independent
+    at::Tensor partial;                 // a later chunk's accumulators, added to y
+    for (size_t j = 0; j < plan.size(); ++j) {
+      const Step& step = plan[j];
+      // A chunk's input channels of every group, as a dense nhwc tensor.
+      const at::Tensor src = plan.size() == 1 ? x
+                                              : x.permute({0, 2, 3, 1})
+                                                    .reshape({d.N, d.H, d.W, d.G, d.Cg()})
+                                                    .narrow(4, chunks_[j].begin, chunks_[j].end - chunks_[j].begin)
+                                                    .contiguous();
+      if (j > 0 && !partial.defined()) partial = at::empty_like(y);
+      const at::Tensor& dst = j == 0 ? y : partial;
+      const at::Tensor scratch = at::empty({static_cast<int64_t>(std::max<size_t>(step.scratchpad.get_size(), 1))}, at::kByte);
+      step.primitive.execute(stream, {{DNNL_ARG_SRC, dnnl::memory(step.src, cpu_engine(), src.data_ptr())},
+                                      {DNNL_ARG_WEIGHTS, step.weights},
+                                      {DNNL_ARG_DST, dnnl::memory(step.dst, cpu_engine(), dst.data_ptr())},
+                                      {DNNL_ARG_SCRATCHPAD, dnnl::memory(step.scratchpad, cpu_engine(), scratch.data_ptr())}});
+      stream.wait();
+      if (j > 0) y.add_(partial);
+    }
+  }
+
+  at::Tensor weight_;  // int8 [O, Cg, KH, KW], contiguous
+  IntConvGeometry geometry_;
+  bool linear_;
+  at::Tensor rows_;                      // kFast: int16 [O, KH, KW, Cg]; undefined for kReference
+  mutable std::vector<Chunk> chunks_;    // kFast on oneDNN; empty otherwise (mutex_ guards `reordered`)
+  mutable std::mutex mutex_;
+  mutable std::map<PlanKey, std::shared_ptr<const Plan>> plans_;
+};
+
+}  // namespace detail
+
+namespace {
+
+// Weight checks shared by both layers: int8 values in [-127, 127], and int32
+// accumulators that cannot overflow for any 8-bit input.
+void check_weight_values(const at::Tensor& weight, const std::string& subject) {
+  const int64_t min = weight.min().item<int64_t>();
+  if (min < -127) fail(subject, "values in [-127, 127]", "minimum " + std::to_string(min));
+  const at::Tensor sums = weight.to(at::kLong).abs().flatten(1).sum(1);
+  const int64_t worst = sums.max().item<int64_t>();
+  if (worst > kInt32Max / kMaxSource)
+    fail(subject, "sum |w| <= " + std::to_string(kInt32Max / kMaxSource) + " per output channel (int32 accumulators)",
+         std::to_string(worst));
+}
+
+}  // namespace
+
+IntConv2d::IntConv2d(const at::Tensor& weight, IntConvGeometry geometry, IntKernel kernel) {
+  const std::string subject = "IntConv2d weight";
+  if (!weight.defined() || weight.dim() != 4 || weight.scalar_type() != at::kChar || weight.numel() == 0)
+    fail(subject, "non-empty int8 [O, I/groups, kH, kW]", describe(weight));
+  const IntConvGeometry& g = geometry;
+  if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_h < 0 || g.pad_w < 0 ||
+      g.groups < 1 || weight.size(0) % g.groups != 0) {
+    std::ostringstream found;
+    found << "stride " << g.stride_h << "x" << g.stride_w << ", padding " << g.pad_h << "x" << g.pad_w << ", dilation "
+          << g.dilation_h << "x" << g.dilation_w << ", groups " << g.groups << " for " << weight.size(0)
+          << " output channels";
+    fail("IntConv2d geometry", "stride >= 1, padding >= 0, dilation >= 1 and groups >= 1 dividing the output channels",
+         found.str());
+  }
+  check_weight_values(weight, subject);
+  impl_ = std::make_shared<const detail::IntKernelImpl>(weight, geometry, kernel, false);
+}
+
+at::Tensor IntConv2d::accumulate(const at::Tensor& x) const {
+  const std::string subject = "IntConv2d input";
+  if (!x.defined() || x.dim() != 4 || (x.scalar_type() != at::kByte && x.scalar_type() != at::kChar))
+    fail(subject, "uint8 or int8 [N, C, H, W]", describe(x));
+  if (!x.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    std::ostringstream found;
+    found << "strides " << x.strides() << " for sizes " << x.sizes();
+    fail(subject, "channels-last memory format (x.contiguous(at::MemoryFormat::ChannelsLast))", found.str());
+  }
+  const at::Tensor& w = impl_->weight();
+  const IntConvGeometry& g = impl_->geometry();
+  if (x.size(1) != impl_->in_channels()) {
+    std::ostringstream expected;
+    expected << impl_->in_channels() << " channels (weight " << w.sizes() << ", groups " << g.groups << ")";
+    fail(subject, expected.str(), std::to_string(x.size(1)) + " channels");
+  }
+  Dims d{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), g.groups, 0, 0};
+  const int64_t span_h = d.H + 2 * g.pad_h - g.dilation_h * (d.KH - 1) - 1;
+  const int64_t span_w = d.W + 2 * g.pad_w - g.dilation_w * (d.KW - 1) - 1;
+  if (span_h < 0 || span_w < 0) {
+    std::ostringstream expected;
+    expected << "a padded input of at least the dilated kernel, " << g.dilation_h * (d.KH - 1) + 1 << "x"
+             << g.dilation_w * (d.KW - 1) + 1;
+    fail(subject, expected.str(),
+         std::to_string(d.H + 2 * g.pad_h) + "x" + std::to_string(d.W + 2 * g.pad_w) + " with padding");
+  }
+  d.Ho = span_h / g.stride_h + 1;
+  d.Wo = span_w / g.stride_w + 1;
+  const at::Tensor y =
+      at::empty({d.N, d.O, d.Ho, d.Wo}, x.options().dtype(at::kInt).memory_format(at::MemoryFormat::ChannelsLast));
+  if (y.numel() > 0) impl_->run(x, d, y);
+  return y;
+}
+
+IntLinear::IntLinear(const at::Tensor& weight, IntKernel kernel) {
+  const std::string subject = "IntLinear weight";
+  if (!weight.defined() || weight.dim() != 2 || weight.scalar_type() != at::kChar || weight.numel() == 0)
+    fail(subject, "non-empty int8 [O, I]", describe(weight));
+  check_weight_values(weight, subject);
+  impl_ = std::make_shared<const detail::IntKernelImpl>(weight.reshape({weight.size(0), weight.size(1), 1, 1}),
+                                                        IntConvGeometry{}, kernel, true);
+}
+
+at::Tensor IntLinear::accumulate(const at::Tensor& x) const {
+  const std::string subject = "IntLinear input";
+  if (!x.defined() || x.dim() != 2 || (x.scalar_type() != at::kByte && x.scalar_type() != at::kChar))
+    fail(subject, "uint8 or int8 [N, I]", describe(x));
+  if (!x.is_contiguous()) {
+    std::ostringstream found;
+    found << "strides " << x.strides() << " for sizes " << x.sizes();
+    fail(subject, "a contiguous tensor", found.str());
+  }
+  if (x.size(1) != impl_->in_channels())
+    fail(subject, std::to_string(impl_->in_channels()) + " features (weight " +
+                      std::to_string(impl_->out_channels()) + "x" + std::to_string(impl_->in_channels()) + ")",
+         std::to_string(x.size(1)) + " features");
+  const int64_t N = x.size(0), I = x.size(1), O = impl_->out_channels();
+  const at::Tensor y = at::empty({N, O}, x.options().dtype(at::kInt));
+  if (y.numel() > 0) impl_->run(x.view({N, I, 1, 1}), Dims{N, I, 1, 1, O, 1, 1, 1, 1, 1}, y.view({N, O, 1, 1}));
+  return y;
+}
+
+}  // namespace dfq

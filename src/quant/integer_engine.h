@@ -1,0 +1,76 @@
+// The integer-only engine: a QuantizedModel run in integers from the input
+// quantization to the logits (HAWQ-V3 style). Per op, with q the integer
+// values of every quantization point (int8 when signed, uint8 when unsigned;
+// 4-D values in channels-last memory format) and real = scale * q:
+//   input           q = clamp(round(x / s)), 8-bit signed: the one float step in
+//   Conv2d/Linear   acc = sum w q (int32) [+ (acc << k) + sum w2 q: residual
+//                   tensor, combined in int64] + round(bias / unit); then
+//                   q_out = clamp(requantize(acc, unit / s_out)) (dyadic.h), the
+//                   clamp also applying a fused ReLU/ReLU6 bound round(b / s_out)
+//   Add             q_out = clamp(round((q_a m_a + q_b m_b) / 2^s)), each branch
+//                   rescaled by its own multiplier on a shared shift
+//   ReLU/Clamp      requantize to the output scale, clamp
+//   avg pools, Mean window sum (int32), then requantize by s_in / (n s_out)
+//   Cat             each input requantized to the output scale
+//   Slice, Pad (zeros), MaxPool2d, Flatten, Reshape: exact on the integers
+// Only the graph output is converted to float: a Conv2d/Linear output as acc *
+// unit, any other op on its dequantized inputs. No float arithmetic and no
+// integer division run inside the loops.
+//
+// The reference and fast engines differ only in their Conv2d/Linear kernels
+// (int_kernels.h); every other step is shared code, so the two are bit-exact
+// when the kernels are.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "quant/int_kernels.h"
+#include "quant/qmodel.h"
+
+namespace dfq {
+
+// Worst-case accumulator of one Conv2d/Linear node, from its integer weights,
+// input range and bias: max over channels of sum |w| * max|q_in| (+ the residual
+// tensor's, shifted) + |bias|.
+struct AccumulatorReport {
+  std::string name;
+  int64_t worst_case = 0;
+  int bits = 0;                  // signed width that holds worst_case
+  bool overflows_int16 = false;  // bits > 16
+};
+
+class IntegerEngine {
+ public:
+  // Prepares kernels, integer biases and dyadic multipliers. Throws dfq::Error
+  // for ops it cannot run in integers (e.g. a Mean over channels) or ratios it
+  // cannot represent.
+  IntegerEngine(const QuantizedModel& model, IntKernel kernel);
+  ~IntegerEngine();
+  IntegerEngine(const IntegerEngine&) = delete;
+  IntegerEngine& operator=(const IntegerEngine&) = delete;
+
+  // N x C x H x W normalized float -> float logits.
+  at::Tensor forward(const at::Tensor& input) const;
+  // The same, also returning every node's integer value (Conv2d/Linear: the
+  // int64 accumulators before requantization, then the output) for tests.
+  at::Tensor forward(const at::Tensor& input, std::vector<at::Tensor>* values,
+                     std::vector<at::Tensor>* accumulators) const;
+
+  const std::vector<AccumulatorReport>& accumulators() const { return report_; }
+
+ private:
+  struct Step;
+  at::Tensor run(const at::Tensor& input, std::vector<at::Tensor>* values, std::vector<at::Tensor>* accumulators) const;
+
+  Graph graph_;
+  std::vector<std::unique_ptr<Step>> steps_;  // one per node of graph_
+  std::vector<AccumulatorReport> report_;
+  int output_ = 0;
+};
+
+}  // namespace dfq

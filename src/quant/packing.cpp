@@ -1,0 +1,43 @@
+#include "quant/packing.h"
+
+#include <ATen/ATen.h>
+
+#include "core/error.h"
+
+namespace dfq {
+
+at::Tensor pack_int4(const at::Tensor& values) {
+  if (!values.defined() || values.scalar_type() != at::kChar)
+    fail("4-bit packing input", "an int8 tensor", values.defined() ? std::string(c10::toString(values.scalar_type())) : "none");
+  const at::Tensor v = values.contiguous();
+  const int64_t n = v.numel();
+  if (n > 0 && (v.min().item<int>() < -8 || v.max().item<int>() > 7))
+    fail("4-bit packing input", "values in [-8, 7]", "[" + std::to_string(v.min().item<int>()) + ", " +
+                                                          std::to_string(v.max().item<int>()) + "]");
+  at::Tensor packed = at::zeros({(n + 1) / 2}, at::kByte);
+  const int8_t* in = v.data_ptr<int8_t>();
+  uint8_t* out = packed.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t nibble = static_cast<uint8_t>(in[i]) & 0x0F;
+    out[i / 2] |= (i % 2 == 0) ? nibble : static_cast<uint8_t>(nibble << 4);
+  }
+  return packed;
+}
+
+at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape) {
+  at::Tensor out = at::empty(shape, at::kChar);
+  const int64_t n = out.numel();
+  if (!packed.defined() || packed.scalar_type() != at::kByte || packed.numel() != (n + 1) / 2)
+    fail("packed 4-bit tensor", std::to_string((n + 1) / 2) + " bytes (uint8) for shape " + c10::str(shape),
+         packed.defined() ? std::to_string(packed.numel()) + " elements of " + c10::toString(packed.scalar_type()) : "none");
+  const at::Tensor p = packed.contiguous();
+  const uint8_t* in = p.data_ptr<uint8_t>();
+  int8_t* o = out.data_ptr<int8_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t nibble = (i % 2 == 0) ? (in[i / 2] & 0x0F) : (in[i / 2] >> 4);
+    o[i] = static_cast<int8_t>(nibble >= 8 ? static_cast<int>(nibble) - 16 : nibble);
+  }
+  return out;
+}
+
+}  // namespace dfq
