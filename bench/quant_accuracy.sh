@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Simulated-engine accuracy of dfq quantize on the CIFAR-10 test folder, ResNet-20
-# (and ResNet-56 with MODELS="20 56"): W8A8, W6A6, W4A8, W4A4, each without and
-# with residual tensors (--residual-budget 0.25), calibrated on 256 synthetic
-# images (dfq synth, direct, seed 0) and on the 1,000 real training images.
+# Accuracy of dfq quantize on the CIFAR-10 test folder, ResNet-20 (and ResNet-56
+# with MODELS="20 56"): W8A8, W6A6, W4A8, W4A4, each without and with residual
+# tensors (--residual-budget 0.25), calibrated on 256 synthetic images (dfq
+# synth, direct, seed 0) and on the 1,000 real training images; every model
+# evaluated by the simulated engine and by the integer engine.
 # Writes results/quant/accuracy.md and every run's JSON to results/quant/.
 # usage: bench/quant_accuracy.sh   (env MODELS="20 56", CONFIGS="8 8,6 6,4 8,4 4")
 set -euo pipefail
@@ -31,8 +32,11 @@ for depth in $models; do
         build/dfq quantize --model "$shared/weights/$m.pt" --preset cifar --wbits "$w" --abits "$a" \
           --residual-budget "$budget" --calib "$src" --calib-count "$count" --out "build/quant/$name.dfq" \
           --json "$out/$name-quantize.json" --quiet >/dev/null
-        build/dfq eval --qmodel "build/quant/$name.dfq" --data "$shared/datasets/cifar10-test" --preset cifar \
-          --quiet --json "$out/$name.json" >/dev/null
+        for engine in simulated integer; do
+          suffix=""; [ "$engine" = integer ] && suffix="-integer"
+          build/dfq eval --qmodel "build/quant/$name.dfq" --data "$shared/datasets/cifar10-test" --preset cifar \
+            --engine "$engine" --quiet --json "$out/$name$suffix.json" >/dev/null
+        done
         echo "$name done" >&2
       done
     done
@@ -41,21 +45,23 @@ done
 python3 - "$models" "${CONFIGS:-8 8,6 6,4 8,4 4}" <<'PY'
 import json, sys
 models, configs = sys.argv[1].split(), [c.split() for c in sys.argv[2].split(",")]
-lines = ["# Quantized accuracy, simulated engine (CIFAR-10 test, 10,000 images)", "",
-         "Command: `bench/quant_accuracy.sh` (MODELS=\"" + sys.argv[1] + "\"). Default options (MMSE ranges, per-channel",
-         "weights, bias correction, first/last layer at the same bits); residual = `--residual-budget 0.25`.",
-         "Synthetic calibration: 256 images from `dfq synth --method direct --seed 0`; real: the 1,000",
-         "CIFAR-10 training images of ../shared. Top-1 % (drop vs FP32).", "",
-         "| model | config | synthetic | synthetic + residual | real 1k | real 1k + residual |", "|---|---|---|---|---|---|"]
+lines = ["# Quantized accuracy (CIFAR-10 test, 10,000 images)", "",
+         "Command: `bench/quant_accuracy.sh` (MODELS=\"" + sys.argv[1] + "\"). Default options (MMSE ranges with the output",
+         "objective for weights, per-channel weights, full bias correction, first/last layer at the same bits);",
+         "residual = `--residual-budget 0.25`. Synthetic calibration: 256 images from `dfq synth --method direct",
+         "--seed 0`; real: the 1,000 CIFAR-10 training images of ../shared. Top-1 % (drop vs FP32); simulated",
+         "engine, and the integer engine on the synthetic calibration (`int`).", "",
+         "| model | config | synthetic | synthetic + residual | real 1k | real 1k + residual | int synthetic | int synthetic + residual |",
+         "|---|---|---|---|---|---|---|---|"]
 for d in models:
     m = f"cifar10-resnet{d}"
     fp = json.load(open(f"results/quant/{m}-fp32.json"))["top1"]
-    lines.append(f"| {m} | FP32 | {fp:.2f} | | | |")
+    lines.append(f"| {m} | FP32 | {fp:.2f} | | | | | |")
     for w, a in configs:
         cells = []
-        for calib in ("synthetic", "real"):
+        for calib, suffix in (("synthetic", ""), ("real", ""), ("synthetic", "-integer")):
             for b in ("0", "0.25"):
-                t = json.load(open(f"results/quant/{m}-w{w}a{a}-{calib}-res{b}.json"))["top1"]
+                t = json.load(open(f"results/quant/{m}-w{w}a{a}-{calib}-res{b}{suffix}.json"))["top1"]
                 cells.append(f"{t:.2f} ({t - fp:+.2f})")
         lines.append(f"| {m} | W{w}A{a} | " + " | ".join(cells) + " |")
 open("results/quant/accuracy.md", "w").write("\n".join(lines) + "\n")

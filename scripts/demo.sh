@@ -16,7 +16,7 @@ build/dfq eval --model weights/fashion_cnn.pt --data "$data" --preset fashion-mn
 
 # Data-free quantization: synthesize 256 calibration images from the model's BN
 # statistics once, quantize to W8A8 and W4A4 (residual tensors within 25 % extra
-# weight bits), evaluate both with the simulated engine.
+# weight bits), evaluate both with the integer-only engine.
 build/dfq synth --model weights/fashion_cnn.pt --preset fashion-mnist --method direct --count 256 --iters 200 \
   --out build/demo/synth --seed 0 --quiet
 for cfg in "8 8 0" "4 4 0.25"; do
@@ -29,8 +29,8 @@ for cfg in "8 8 0" "4 4 0.25"; do
 done
 python3 - <<'PY'
 import json
-rows = [("FP32", "build/demo/fashion_cnn-fp32.json"), ("W8A8 (simulated)", "build/demo/fashion_cnn-w8a8.json"),
-        ("W4A4 + residual (simulated)", "build/demo/fashion_cnn-w4a4.json")]
+rows = [("FP32", "build/demo/fashion_cnn-fp32.json"), ("W8A8 (integer engine)", "build/demo/fashion_cnn-w8a8.json"),
+        ("W4A4 + residual (integer engine)", "build/demo/fashion_cnn-w4a4.json")]
 print("\naccuracy on the Fashion-MNIST test set (synthetic calibration, no training data):")
 for name, path in rows:
     j = json.load(open(path))

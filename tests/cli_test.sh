@@ -125,13 +125,28 @@ for key in layers points weight_sqnr_db activation_sqnr_db clip_ratio residual b
   grep -q "\"$key\"" "$tmp/q.json" && ok "quantize JSON has $key" || bad "quantize JSON has $key"
 done
 expect "dfq eval --qmodel runs the simulated engine" 0 "top-1" -- \
-  "$dfq" eval --qmodel "$tmp/q.dfq" --data "$tmp/synth/png" --preset fashion-mnist --quiet
+  "$dfq" eval --qmodel "$tmp/q.dfq" --engine simulated --data "$tmp/synth/png" --preset fashion-mnist --quiet \
+  --json "$tmp/qs.json"
+expect "dfq eval --qmodel runs the integer engine by default" 0 "engine integer, fast kernels" -- \
+  "$dfq" eval --qmodel "$tmp/q.dfq" --data "$tmp/synth/png" --preset fashion-mnist --quiet --json "$tmp/qi.json"
+expect "reference kernels run too" 0 "reference kernels" -- \
+  "$dfq" eval --qmodel "$tmp/q.dfq" --kernels reference --data "$tmp/synth/png" --preset fashion-mnist --quiet \
+  --predecode --json "$tmp/qr.json"
+[ "$(json_field "$tmp/qi.json" correct)" = "$(json_field "$tmp/qr.json" correct)" ] &&
+  ok "fast and reference kernels give the same predictions" || bad "fast and reference kernels give the same predictions"
+grep -q '"overflows_int16"' "$tmp/qi.json" && ok "integer eval JSON reports accumulator widths" ||
+  bad "integer eval JSON reports accumulator widths"
+expect "unknown --engine is refused" 1 "--engine.*integer or simulated" -- \
+  "$dfq" eval --qmodel "$tmp/q.dfq" --engine float --data "$tmp/synth/png" --preset fashion-mnist
+expect "--kernels with the simulated engine is refused" 1 "--kernels.*--engine integer" -- \
+  "$dfq" eval --qmodel "$tmp/q.dfq" --engine simulated --kernels reference --data "$tmp/synth/png" --preset fashion-mnist
 q=("$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth" --out "$tmp/x.dfq")
 expect "--wbits 9 is refused" 1 "--wbits.*2 to 8|--wbits.*2\.\.8" -- "${q[@]}" --wbits 9
 expect "unknown --bias-correction is refused" 1 "--bias-correction.*none, weights, full" -- "${q[@]}" --bias-correction some
 expect "--weight-objective output needs mmse" 1 "--weight-objective output.*--weight-range mmse" -- \
   "${q[@]}" --weight-range minmax --weight-objective output
 expect "--weight-range minmax alone is accepted" 0 "objective weight" -- "${q[@]}" --weight-range minmax --quiet
+expect "--act-range kl below 8 bits is refused" 1 "--act-range kl.*8-bit" -- "${q[@]}" --abits 4 --act-range kl
 expect "both residual options are refused" 1 "either" -- "${q[@]}" --residual-layers 1 --residual-budget 0.1
 [ ! -e "$tmp/x.dfq.tmp" ] && ok "no partial artifact left behind" || bad "no partial artifact left behind"
 
