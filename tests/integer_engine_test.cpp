@@ -68,7 +68,9 @@ void expect_bit_exact(const QuantizedModel& q, const at::Tensor& x) {
     ASSERT_EQ(rv[i].scalar_type(), fv[i].scalar_type()) << name;
     EXPECT_TRUE(at::equal(rv[i], fv[i])) << "value of " << name;
     EXPECT_EQ(ra[i].defined(), fa[i].defined()) << name;
-    if (ra[i].defined()) EXPECT_TRUE(at::equal(ra[i], fa[i])) << "accumulators of " << name;
+    if (ra[i].defined()) {
+      EXPECT_TRUE(at::equal(ra[i], fa[i])) << "accumulators of " << name;
+    }
   }
   EXPECT_TRUE(at::equal(r, f));
 }
@@ -97,12 +99,15 @@ TEST(Dyadic, RequantizationRoundsExactlyAndApproximatesTheRatio) {
     ASSERT_LT(std::llabs(d.multiplier), int64_t{1} << 31);
     const int64_t x = value(rng);
     ASSERT_EQ(requantize(x, d), exact_requantize(x, d)) << x << " * " << real;
+    const int64_t half = d.shift > 0 ? int64_t{1} << (d.shift - 1) : 0;
+    ASSERT_EQ(round_shift_branchless(x * d.multiplier, d.shift, half), requantize(x, d)) << x << " * " << real;
     // Against the real ratio in double: equal unless x * real is within the
     // approximation error of a rounding tie.
     const double ideal = x * real;
     const double reference = std::copysign(std::floor(std::fabs(ideal) + 0.5), ideal);
-    if (std::fabs(std::fabs(ideal) - std::floor(std::fabs(ideal)) - 0.5) > 1e-6 * std::max(1.0, std::fabs(ideal)))
+    if (std::fabs(std::fabs(ideal) - std::floor(std::fabs(ideal)) - 0.5) > 1e-6 * std::max(1.0, std::fabs(ideal))) {
       ASSERT_EQ(static_cast<double>(requantize(x, d)), reference) << x << " * " << real;
+    }
   }
   // Ties round away from zero: 3 * 0.5 = 1.5 -> 2, -3 * 0.5 -> -2.
   EXPECT_EQ(requantize(3, to_dyadic(0.5)), 2);

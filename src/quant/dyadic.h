@@ -57,6 +57,16 @@ inline int64_t round_shift(int64_t p, int shift) {
   return p >= 0 ? (p + half) >> shift : -((-p + half) >> shift);
 }
 
+// The same without branches, so loops over it vectorize: with half = 2^(s-1)
+// (0 when s = 0), sign = p >> 63 (0 or -1) and |p| = (p ^ sign) - sign,
+// round_shift(p, s) = ((((|p| + half) >> s) ^ sign) - sign).
+inline int64_t round_shift_branchless(int64_t p, int64_t shift, int64_t half) {
+  const int64_t sign = p >> 63;
+  const uint64_t magnitude = static_cast<uint64_t>((p ^ sign) - sign);
+  const int64_t q = static_cast<int64_t>((magnitude + static_cast<uint64_t>(half)) >> shift);
+  return (q ^ sign) - sign;
+}
+
 // round(x * m / 2^s), the dyadic requantization of one value.
 inline int64_t requantize(int64_t x, Dyadic d) { return round_shift(x * d.multiplier, d.shift); }
 

@@ -52,6 +52,11 @@ Bounds bounds_of(const ActivationQuant& q, const Node* activation) {
   return b;
 }
 
+// Per-channel requantization constants, as arrays so the loops vectorize.
+struct ChannelRequant {
+  std::vector<int64_t> bias, multiplier, shift, half, residual_shift;
+};
+
 int64_t max_abs(QuantRange r) { return std::max(std::abs(r.qmin()), std::abs(r.qmax())); }
 
 }  // namespace
@@ -69,7 +74,8 @@ struct IntegerEngine::Step {
   std::unique_ptr<IntConv2d> conv, conv_residual;
   std::unique_ptr<IntLinear> linear, linear_residual;
   std::vector<int64_t> residual_shift, bias;
-  std::vector<Dyadic> multiplier;  // per output channel, or per input (kAdd, kCat), or one (kActivation)
+  ChannelRequant requant;          // kWeight: per output channel
+  std::vector<Dyadic> multiplier;  // per input (kAdd, kCat), or one (kActivation)
   std::vector<double> unit;        // kWeight float output
   bool keep_4d = true;              // kPool: a Mean without keepdim returns N x C
   std::vector<double> input_scales;  // kPool, kFloatOutput
@@ -163,7 +169,14 @@ IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : gr
         } else {
           set_output(fused ? point_of(fused->id) : *own, fused);
           const int bits = multiplier_bits_for(worst);
-          for (int64_t o = 0; o < channels; ++o) s.multiplier.push_back(to_dyadic(s.unit[static_cast<size_t>(o)] / s.scale, bits));
+          s.requant.bias = s.bias;
+          s.requant.residual_shift = s.residual_shift;
+          for (int64_t o = 0; o < channels; ++o) {
+            const Dyadic d = to_dyadic(s.unit[static_cast<size_t>(o)] / s.scale, bits);
+            s.requant.multiplier.push_back(d.multiplier);
+            s.requant.shift.push_back(d.shift);
+            s.requant.half.push_back(d.shift > 0 ? int64_t{1} << (d.shift - 1) : 0);
+          }
         }
         break;
       }
@@ -241,22 +254,91 @@ IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : gr
 
 namespace {
 
-// Combines accumulators, adds the bias, requantizes (or converts the graph
-// output to float) row by row: rows are pixels, channels contiguous.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+// x86-64-v4 (AVX-512 with 64-bit multiplies) and AVX2 clones of the
+// requantization loops; the default clone runs anywhere.
+#define DFQ_INT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define DFQ_INT_CLONES
+#endif
+
+// One pixel row of a Conv2d/Linear: out[o] = clamp(round((acc[o] [<< k[o] +
+// acc2[o]] + bias[o]) * m[o] / 2^s[o])); trace (may be null) gets the
+// combined accumulators.
+template <class Out>
+inline __attribute__((always_inline)) void requantize_row_body(const int32_t* acc, const int32_t* acc_residual,
+                                                               int64_t channels, const ChannelRequant& c, int64_t lo,
+                                                               int64_t hi, Out* out, int64_t* trace) {
+  const int64_t* bias = c.bias.data();
+  const int64_t* m = c.multiplier.data();
+  const int64_t* s = c.shift.data();
+  const int64_t* half = c.half.data();
+  if (acc_residual) {
+    const int64_t* k = c.residual_shift.data();
+    for (int64_t o = 0; o < channels; ++o) {
+      const int64_t v = (int64_t{acc[o]} << k[o]) + acc_residual[o] + bias[o];
+      if (trace) trace[o] = v;
+      const int64_t q = round_shift_branchless(v * m[o], s[o], half[o]);
+      out[o] = static_cast<Out>(q < lo ? lo : q > hi ? hi : q);
+    }
+  } else if (trace) {
+    for (int64_t o = 0; o < channels; ++o) {
+      const int64_t v = int64_t{acc[o]} + bias[o];
+      trace[o] = v;
+      const int64_t q = round_shift_branchless(v * m[o], s[o], half[o]);
+      out[o] = static_cast<Out>(q < lo ? lo : q > hi ? hi : q);
+    }
+  } else {
+    for (int64_t o = 0; o < channels; ++o) {
+      const int64_t q = round_shift_branchless((int64_t{acc[o]} + bias[o]) * m[o], s[o], half[o]);
+      out[o] = static_cast<Out>(q < lo ? lo : q > hi ? hi : q);
+    }
+  }
+}
+DFQ_INT_CLONES void requantize_row(const int32_t* acc, const int32_t* acc_residual, int64_t channels,
+                                   const ChannelRequant& c, int64_t lo, int64_t hi, uint8_t* out, int64_t* trace) {
+  requantize_row_body(acc, acc_residual, channels, c, lo, hi, out, trace);
+}
+DFQ_INT_CLONES void requantize_row(const int32_t* acc, const int32_t* acc_residual, int64_t channels,
+                                   const ChannelRequant& c, int64_t lo, int64_t hi, int8_t* out, int64_t* trace) {
+  requantize_row_body(acc, acc_residual, channels, c, lo, hi, out, trace);
+}
+
+// out[i] = clamp(round((a[i] m_a + b[i] m_b) / 2^s)), the integer residual add.
+template <class A, class B, class Out>
+inline __attribute__((always_inline)) void add_body(const A* a, const B* b, int64_t n, Dyadic ma, Dyadic mb, int64_t lo,
+                                                    int64_t hi, Out* out) {
+  const int64_t half = ma.shift > 0 ? int64_t{1} << (ma.shift - 1) : 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t q = round_shift_branchless(int64_t{a[i]} * ma.multiplier + int64_t{b[i]} * mb.multiplier, ma.shift, half);
+    out[i] = static_cast<Out>(q < lo ? lo : q > hi ? hi : q);
+  }
+}
+#define DFQ_ADD_VARIANT(A, B, O)                                                                                    \
+  DFQ_INT_CLONES void add_requantize(const A* a, const B* b, int64_t n, Dyadic ma, Dyadic mb, int64_t lo, int64_t hi, \
+                                     O* out) {                                                                      \
+    add_body(a, b, n, ma, mb, lo, hi, out);                                                                         \
+  }
+DFQ_ADD_VARIANT(int8_t, int8_t, int8_t)
+DFQ_ADD_VARIANT(int8_t, int8_t, uint8_t)
+DFQ_ADD_VARIANT(int8_t, uint8_t, int8_t)
+DFQ_ADD_VARIANT(int8_t, uint8_t, uint8_t)
+DFQ_ADD_VARIANT(uint8_t, int8_t, int8_t)
+DFQ_ADD_VARIANT(uint8_t, int8_t, uint8_t)
+DFQ_ADD_VARIANT(uint8_t, uint8_t, int8_t)
+DFQ_ADD_VARIANT(uint8_t, uint8_t, uint8_t)
+#undef DFQ_ADD_VARIANT
+
+// Combines accumulators, adds the bias and requantizes, row by row: rows are
+// pixels, channels contiguous.
 template <class Out>
 void finish_weight_rows(const int32_t* acc, const int32_t* acc_residual, int64_t rows, int64_t channels,
-                        const std::vector<int64_t>& shift, const std::vector<int64_t>& bias,
-                        const std::vector<Dyadic>& multiplier, Bounds b, Out* out, int64_t* trace) {
+                        const ChannelRequant& c, Bounds b, Out* out, int64_t* trace) {
   at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      for (int64_t o = 0; o < channels; ++o) {
-        const int64_t i = r * channels + o;
-        int64_t v = acc[i];
-        if (acc_residual) v = v * (int64_t{1} << shift[static_cast<size_t>(o)]) + acc_residual[i];
-        v += bias[static_cast<size_t>(o)];
-        if (trace) trace[i] = v;
-        out[i] = static_cast<Out>(clamp_to(requantize(v, multiplier[static_cast<size_t>(o)]), b.lo, b.hi));
-      }
+      const int64_t i = r * channels;
+      requantize_row(acc + i, acc_residual ? acc_residual + i : nullptr, channels, c, b.lo, b.hi, out + i,
+                     trace ? trace + i : nullptr);
     }
   });
 }
@@ -449,8 +531,8 @@ at::Tensor IntegerEngine::run(const at::Tensor& input, std::vector<at::Tensor>* 
           out = empty_like_layout(acc.sizes(), storage_type(s.range));
           with_int_type(out.scalar_type(), [&](auto* tag) {
             using T = std::remove_pointer_t<decltype(tag)>;
-            finish_weight_rows<T>(a, ar, rows, channels, s.residual_shift, s.bias, s.multiplier, s.bounds,
-                                  reinterpret_cast<T*>(out.data_ptr()), trace.defined() ? trace.data_ptr<int64_t>() : nullptr);
+            finish_weight_rows<T>(a, ar, rows, channels, s.requant, s.bounds, reinterpret_cast<T*>(out.data_ptr()),
+                                  trace.defined() ? trace.data_ptr<int64_t>() : nullptr);
           });
         }
         if (accumulators) (*accumulators)[static_cast<size_t>(n.id)] = trace;
@@ -472,10 +554,7 @@ at::Tensor IntegerEngine::run(const at::Tensor& input, std::vector<at::Tensor>* 
               const B* pb = reinterpret_cast<const B*>(b.data_ptr());
               O* po = reinterpret_cast<O*>(out.data_ptr());
               at::parallel_for(0, a.numel(), 4096, [&](int64_t begin, int64_t end) {
-                for (int64_t i = begin; i < end; ++i) {
-                  const int64_t sum = int64_t{pa[i]} * ma.multiplier + int64_t{pb[i]} * mb.multiplier;
-                  po[i] = static_cast<O>(clamp_to(round_shift(sum, ma.shift), bounds.lo, bounds.hi));
-                }
+                add_requantize(pa + begin, pb + begin, end - begin, ma, mb, bounds.lo, bounds.hi, po + begin);
               });
             });
           });
