@@ -4,7 +4,7 @@
 # tensors (--residual-budget 0.25), calibrated on 256 synthetic images (dfq
 # synth, direct, seed 0) and on the 1,000 real training images; every model
 # evaluated by the simulated engine and by the integer engine.
-# Writes results/quant/accuracy.md and every run's JSON to results/quant/.
+# Writes every run's JSON to results/quant/ and the table (bench/quant_table.py) to results/quant/accuracy.md.
 # usage: bench/quant_accuracy.sh   (env MODELS="20 56", CONFIGS="8 8,6 6,4 8,4 4")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,28 +42,4 @@ for depth in $models; do
     done
   done
 done
-python3 - "$models" "${CONFIGS:-8 8,6 6,4 8,4 4}" <<'PY'
-import json, sys
-models, configs = sys.argv[1].split(), [c.split() for c in sys.argv[2].split(",")]
-lines = ["# Quantized accuracy (CIFAR-10 test, 10,000 images)", "",
-         "Command: `bench/quant_accuracy.sh` (MODELS=\"" + sys.argv[1] + "\"). Default options (MMSE ranges with the output",
-         "objective for weights, per-channel weights, full bias correction, first/last layer at the same bits);",
-         "residual = `--residual-budget 0.25`. Synthetic calibration: 256 images from `dfq synth --method direct",
-         "--seed 0`; real: the 1,000 CIFAR-10 training images of ../shared. Top-1 % (drop vs FP32); simulated",
-         "engine, and the integer engine on the synthetic calibration (`int`).", "",
-         "| model | config | synthetic | synthetic + residual | real 1k | real 1k + residual | int synthetic | int synthetic + residual |",
-         "|---|---|---|---|---|---|---|---|"]
-for d in models:
-    m = f"cifar10-resnet{d}"
-    fp = json.load(open(f"results/quant/{m}-fp32.json"))["top1"]
-    lines.append(f"| {m} | FP32 | {fp:.2f} | | | | | |")
-    for w, a in configs:
-        cells = []
-        for calib, suffix in (("synthetic", ""), ("real", ""), ("synthetic", "-integer")):
-            for b in ("0", "0.25"):
-                t = json.load(open(f"results/quant/{m}-w{w}a{a}-{calib}-res{b}{suffix}.json"))["top1"]
-                cells.append(f"{t:.2f} ({t - fp:+.2f})")
-        lines.append(f"| {m} | W{w}A{a} | " + " | ".join(cells) + " |")
-open("results/quant/accuracy.md", "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-PY
+/usr/bin/python3 bench/quant_table.py "$models" "${CONFIGS:-8 8,6 6,4 8,4 4}"

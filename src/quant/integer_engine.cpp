@@ -266,15 +266,17 @@ namespace {
 // acc2[o]] + bias[o]) * m[o] / 2^s[o])); trace (may be null) gets the
 // combined accumulators.
 template <class Out>
-inline __attribute__((always_inline)) void requantize_row_body(const int32_t* acc, const int32_t* acc_residual,
-                                                               int64_t channels, const ChannelRequant& c, int64_t lo,
-                                                               int64_t hi, Out* out, int64_t* trace) {
-  const int64_t* bias = c.bias.data();
-  const int64_t* m = c.multiplier.data();
-  const int64_t* s = c.shift.data();
-  const int64_t* half = c.half.data();
+inline __attribute__((always_inline)) void requantize_row_body(const int32_t* __restrict acc,
+                                                               const int32_t* __restrict acc_residual, int64_t channels,
+                                                               const ChannelRequant& c, int64_t lo, int64_t hi,
+                                                               Out* __restrict out, int64_t* __restrict trace) {
+  // __restrict: outputs never alias inputs, so the loops vectorize without runtime checks.
+  const int64_t* __restrict bias = c.bias.data();
+  const int64_t* __restrict m = c.multiplier.data();
+  const int64_t* __restrict s = c.shift.data();
+  const int64_t* __restrict half = c.half.data();
   if (acc_residual) {
-    const int64_t* k = c.residual_shift.data();
+    const int64_t* __restrict k = c.residual_shift.data();
     for (int64_t o = 0; o < channels; ++o) {
       const int64_t v = (int64_t{acc[o]} << k[o]) + acc_residual[o] + bias[o];
       if (trace) trace[o] = v;
@@ -306,8 +308,8 @@ DFQ_INT_CLONES void requantize_row(const int32_t* acc, const int32_t* acc_residu
 
 // out[i] = clamp(round((a[i] m_a + b[i] m_b) / 2^s)), the integer residual add.
 template <class A, class B, class Out>
-inline __attribute__((always_inline)) void add_body(const A* a, const B* b, int64_t n, Dyadic ma, Dyadic mb, int64_t lo,
-                                                    int64_t hi, Out* out) {
+inline __attribute__((always_inline)) void add_body(const A* __restrict a, const B* __restrict b, int64_t n, Dyadic ma,
+                                                    Dyadic mb, int64_t lo, int64_t hi, Out* __restrict out) {
   const int64_t half = ma.shift > 0 ? int64_t{1} << (ma.shift - 1) : 0;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t q = round_shift_branchless(int64_t{a[i]} * ma.multiplier + int64_t{b[i]} * mb.multiplier, ma.shift, half);
