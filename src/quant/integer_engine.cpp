@@ -15,7 +15,6 @@
 namespace dfq {
 namespace {
 
-constexpr int64_t kRowGrain = 16;  // rows (pixels) per parallel task
 
 at::ScalarType storage_type(QuantRange r) { return r.is_signed ? at::kChar : at::kByte; }
 
@@ -52,9 +51,21 @@ Bounds bounds_of(const ActivationQuant& q, const Node* activation) {
   return b;
 }
 
-// Per-channel requantization constants, as arrays so the loops vectorize.
+// Per-channel requantization constants, repeated for `tile_rows` pixels so
+// the loops run over long contiguous spans (a pixel has only 16-64 channels,
+// too few iterations for vector code).
 struct ChannelRequant {
+  int64_t tile_rows = 1;
   std::vector<int64_t> bias, multiplier, shift, half, residual_shift;
+  void tile(int64_t channels) {
+    tile_rows = std::max<int64_t>(1, 512 / channels);
+    for (std::vector<int64_t>* v : {&bias, &multiplier, &shift, &half, &residual_shift}) {
+      if (v->empty()) continue;
+      std::vector<int64_t> one = *v;
+      v->clear();
+      for (int64_t r = 0; r < tile_rows; ++r) v->insert(v->end(), one.begin(), one.end());
+    }
+  }
 };
 
 int64_t max_abs(QuantRange r) { return std::max(std::abs(r.qmin()), std::abs(r.qmax())); }
@@ -177,6 +188,7 @@ IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : gr
             s.requant.shift.push_back(d.shift);
             s.requant.half.push_back(d.shift > 0 ? int64_t{1} << (d.shift - 1) : 0);
           }
+          s.requant.tile(channels);
         }
         break;
       }
@@ -262,8 +274,9 @@ namespace {
 #define DFQ_INT_CLONES
 #endif
 
-// One pixel row of a Conv2d/Linear: out[o] = clamp(round((acc[o] [<< k[o] +
-// acc2[o]] + bias[o]) * m[o] / 2^s[o])); trace (may be null) gets the
+// A span of whole pixels of a Conv2d/Linear (n <= the tiled constants'
+// length): out[i] = clamp(round((acc[i] [<< k[i] + acc2[i]] + bias[i]) * m[i] /
+// 2^s[i])) with the constants of i's channel; trace (may be null) gets the
 // combined accumulators.
 template <class Out>
 inline __attribute__((always_inline)) void requantize_row_body(const int32_t* __restrict acc,
@@ -336,10 +349,12 @@ DFQ_ADD_VARIANT(uint8_t, uint8_t, uint8_t)
 template <class Out>
 void finish_weight_rows(const int32_t* acc, const int32_t* acc_residual, int64_t rows, int64_t channels,
                         const ChannelRequant& c, Bounds b, Out* out, int64_t* trace) {
-  at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t i = r * channels;
-      requantize_row(acc + i, acc_residual ? acc_residual + i : nullptr, channels, c, b.lo, b.hi, out + i,
+  const int64_t tiles = (rows + c.tile_rows - 1) / c.tile_rows;
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t i = t * c.tile_rows * channels;
+      const int64_t n = std::min(c.tile_rows, rows - t * c.tile_rows) * channels;
+      requantize_row(acc + i, acc_residual ? acc_residual + i : nullptr, n, c, b.lo, b.hi, out + i,
                      trace ? trace + i : nullptr);
     }
   });
