@@ -59,43 +59,33 @@ constexpr int kGeometric = 10;  // points hi / kGrid * 2^-j below them, j = 1..k
 constexpr int kRefine = 31;     // points per refinement level
 constexpr int kLevels = 2;      // refinement levels
 
-// argmin over c in (0, hi] of an error scored a batch of candidates at a time
-// (errors = score(clips)): dense grid, then local grids (see range.h).
-template <class BatchScore>
-double minimize_batched(double hi, const BatchScore& score) {
+// argmin over c in (0, hi] of sse(c): dense grid, then local grids (see range.h).
+template <class Sse>
+double minimize_mse(double hi, const Sse& sse) {
   std::vector<double> grid;
   grid.reserve(kGeometric + kGrid);
   for (int j = kGeometric; j >= 1; --j) grid.push_back(std::ldexp(hi / kGrid, -j));
   for (int i = 1; i <= kGrid; ++i) grid.push_back(hi * i / kGrid);
-  const std::vector<double> errors = score(grid);
   size_t best = grid.size() - 1;
   double best_error = kInf;
-  for (size_t k = 0; k < grid.size(); ++k)
-    if (errors[k] < best_error) best_error = errors[k], best = k;
+  for (size_t k = 0; k < grid.size(); ++k) {
+    const double error = sse(grid[k]);
+    if (error < best_error) best_error = error, best = k;
+  }
   double c_best = grid[best];
   double lo = best > 0 ? grid[best - 1] : 0.0;
   double up = best + 1 < grid.size() ? grid[best + 1] : hi;
   for (int level = 0; level < kLevels; ++level) {
     const double step = (up - lo) / (kRefine + 1);
-    std::vector<double> local(kRefine);
-    for (int r = 1; r <= kRefine; ++r) local[static_cast<size_t>(r - 1)] = lo + r * step;
-    const std::vector<double> local_errors = score(local);
-    for (size_t r = 0; r < local.size(); ++r)
-      if (local_errors[r] < best_error) best_error = local_errors[r], c_best = local[r];
+    for (int r = 1; r <= kRefine; ++r) {
+      const double c = lo + r * step;
+      const double error = sse(c);
+      if (error < best_error) best_error = error, c_best = c;
+    }
     lo = std::max(lo, c_best - step);
     up = std::min(up, c_best + step);
   }
   return c_best;
-}
-
-// The same with an error scored one candidate at a time.
-template <class Sse>
-double minimize_mse(double hi, const Sse& sse) {
-  return minimize_batched(hi, [&](const std::vector<double>& clips) {
-    std::vector<double> errors(clips.size());
-    for (size_t k = 0; k < clips.size(); ++k) errors[k] = sse(clips[k]);
-    return errors;
-  });
 }
 
 // Sum of squared quantization errors of magnitudes a[0, n) (all >= 0) with
@@ -339,7 +329,7 @@ double output_error(const at::Tensor& weight, const at::Tensor& clip, QuantRange
 
 namespace {
 
-// minimize_batched for many channels at once: hi [C] (> 0), score(candidates
+// minimize_mse for many channels at once: hi [C] (> 0), score(candidates
 // [C, K]) -> errors [C, K]; the same grid and local grids per channel.
 template <class Score>
 at::Tensor minimize_channels(const at::Tensor& hi, const Score& score) {
