@@ -179,6 +179,50 @@ TEST(IntegerEngine, EmbeddedModelAtW8A8W4A4AndResidual) {
   }
 }
 
+// The last convolution of a residual branch is no quantization point: the add
+// reads its accumulator (int32, or int64 with a residual tensor) and rounds
+// once. Checked on the embedded model (an identity and a convolution shortcut)
+// against the real-valued sum in double, then fast vs reference.
+TEST(IntegerEngine, AddReadsTheBranchAccumulatorAndRoundsOnce) {
+  const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor calib = random_batch({16, 1, 28, 28}, 9);
+  for (int residual : {0, 100}) {
+    SCOPED_TRACE("residual tensors on " + std::to_string(residual) + " layers");
+    const QuantizedModel q = quantize(g, calib, 4, 4, residual);
+    const ActivationPoints points = activation_points(q.graph);
+    const IntegerEngine engine(q, IntKernel::kReference);
+    std::vector<at::Tensor> values, acc;
+    engine.forward(calib, &values, &acc);
+    int adds = 0;
+    for (const Node& n : q.graph.nodes) {
+      const int k = points.accumulator_input[static_cast<size_t>(n.id)];
+      if (n.op != Op::Add) continue;
+      ASSERT_GE(k, 0) << n.name;
+      const int conv = n.inputs[static_cast<size_t>(k)], other = n.inputs[static_cast<size_t>(1 - k)];
+      EXPECT_EQ(points.scale_source[static_cast<size_t>(conv)], -1) << n.name;
+      EXPECT_FALSE(q.activations.count(conv)) << n.name;
+      EXPECT_EQ(values[static_cast<size_t>(conv)].scalar_type(), residual ? at::kLong : at::kInt) << n.name;
+      // Output point: the ReLU the add is fused into.
+      const int point = points.scale_source[static_cast<size_t>(n.id + 1)];
+      ASSERT_GE(point, 0);
+      const ActivationQuant& out = q.activations.at(point);
+      const double input_scale = weight_input_scale(q, points, conv);
+      const at::Tensor unit = accumulator_unit(q.weights.at(conv), input_scale).reshape({1, -1, 1, 1});
+      const double other_scale = q.activations.at(points.scale_source[static_cast<size_t>(other)]).scale;
+      const at::Tensor real = acc[static_cast<size_t>(conv)].to(at::kDouble) * unit +
+                              values[static_cast<size_t>(other)].to(at::kDouble) * other_scale;
+      const at::Tensor ideal = round_half_away(real / out.scale).clamp(0, out.range.qmax());
+      const at::Tensor got = values[static_cast<size_t>(n.id)].to(at::kDouble);
+      EXPECT_LE((got - ideal).abs().max().item<double>(), 1.0) << n.name;
+      EXPECT_GE(got.eq(ideal).to(at::kDouble).mean().item<double>(), 0.999) << n.name;
+      ++adds;
+    }
+    EXPECT_EQ(adds, 2);
+    expect_bit_exact(q, calib.slice(0, 0, 4));
+    expect_close_to_simulated(q, calib, 0.02);
+  }
+}
+
 // The accumulator report bounds every accumulator the engine computes.
 TEST(IntegerEngine, AccumulatorReportBoundsTheRealAccumulators) {
   const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());

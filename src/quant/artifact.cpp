@@ -16,7 +16,10 @@ namespace dfq {
 namespace {
 
 constexpr char kMagic[8] = {'D', 'F', 'Q', 'M', 'O', 'D', 'E', 'L'};
-constexpr uint32_t kVersion = 2;  // 2: weights of <= 4 bits packed two per byte
+// 2: weights of <= 4 bits packed two per byte; 3: a Conv2d/Linear read only by
+// an Add is no longer a quantization point (qmodel.h), so v2 files would run
+// with a different graph of points.
+constexpr uint32_t kVersion = 3;
 constexpr Op kAllOps[] = {Op::Input, Op::Conv2d, Op::BatchNorm, Op::ReLU, Op::Clamp, Op::Add, Op::Slice, Op::Pad,
                           Op::MaxPool2d, Op::AvgPool2d, Op::AdaptiveAvgPool2d, Op::Flatten, Op::Reshape,
                           Op::Linear, Op::Cat, Op::Mean};
@@ -124,7 +127,8 @@ QuantizedModel load_quantized_model(const std::string& path) {
   std::memcpy(&version, file.data() + sizeof kMagic, sizeof version);
   std::memcpy(&header_length, file.data() + sizeof kMagic + sizeof version, sizeof header_length);
   if (version != kVersion)
-    fail(subject, "format version " + std::to_string(kVersion), "version " + std::to_string(version));
+    fail(subject, "format version " + std::to_string(kVersion),
+         "version " + std::to_string(version) + (version < kVersion ? " (written by an older dfq: quantize the model again)" : ""));
   if (header_length > file.size() - fixed - sizeof(uint32_t))
     fail(subject, "a complete file", "a header of " + std::to_string(header_length) + " bytes in a file of " +
                                          std::to_string(file.size()) + " (truncated)");

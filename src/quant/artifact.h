@@ -1,8 +1,8 @@
-// The quantized-model file (.dfq), version 2.
+// The quantized-model file (.dfq), version 3.
 //
 // Layout (little-endian):
 //   8 bytes  magic "DFQMODEL"
-//   u32      format version (2)
+//   u32      format version (3)
 //   u64      header length H
 //   H bytes  header, JSON: graph (nodes with op, inputs, attributes), config,
 //            activation quantization per point, weight quantization per layer,

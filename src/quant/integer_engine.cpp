@@ -57,9 +57,10 @@ Bounds bounds_of(const ActivationQuant& q, const Node* activation) {
 struct ChannelRequant {
   int64_t tile_rows = 1;
   std::vector<int64_t> bias, multiplier, shift, half, residual_shift;
+  std::vector<int64_t> multiplier_b;  // an Add reading an accumulator: the other input's multiplier
   void tile(int64_t channels) {
     tile_rows = std::max<int64_t>(1, 512 / channels);
-    for (std::vector<int64_t>* v : {&bias, &multiplier, &shift, &half, &residual_shift}) {
+    for (std::vector<int64_t>* v : {&bias, &multiplier, &shift, &half, &residual_shift, &multiplier_b}) {
       if (v->empty()) continue;
       std::vector<int64_t> one = *v;
       v->clear();
@@ -81,6 +82,9 @@ struct IntegerEngine::Step {
   QuantRange range;
   Bounds bounds;
   bool float_output = false;  // kWeight: the graph output, acc * unit in float
+  bool to_add = false;        // kWeight: read only by an Add, which requantizes the accumulator
+  int accumulator_input = -1;  // kAdd: the input that is an accumulator (requant: per channel)
+  int64_t worst_accumulator = 0;  // kWeight: max |acc + bias| over channels
   // kWeight
   std::unique_ptr<IntConv2d> conv, conv_residual;
   std::unique_ptr<IntLinear> linear, linear_residual;
@@ -121,7 +125,8 @@ IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : gr
     // to float, as in the simulated engine.)
     bool float_tail = false;
     if ((n.op == Op::Conv2d || n.op == Op::Linear || n.op == Op::Add) && !is_output &&
-        points.scale_source[id] < 0 && sole_reader[id] >= 0) {
+        points.scale_source[id] < 0 && sole_reader[id] >= 0 &&
+        (g.node(sole_reader[id]).op == Op::ReLU || g.node(sole_reader[id]).op == Op::Clamp)) {
       fused = &g.node(sole_reader[id]);
       if (fused->id == g.output) fused = nullptr, float_tail = true;
     }
@@ -171,12 +176,15 @@ IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : gr
                               std::abs(s.bias[static_cast<size_t>(o)]);
           worst = std::max(worst, acc);
         }
+        s.worst_accumulator = worst;
         AccumulatorReport r{n.name, worst, 1, false};
         while (r.bits < 63 && (int64_t{1} << (r.bits - 1)) <= worst) ++r.bits;
         r.overflows_int16 = r.bits > 16;
         report_.push_back(r);
         if (is_output || float_tail) {
           s.float_output = true;
+        } else if (points.scale_source[id] < 0 && !fused) {
+          s.to_add = true;  // activation_points(): the sole reader is an Add
         } else {
           set_output(fused ? point_of(fused->id) : *own, fused);
           const int bits = multiplier_bits_for(worst);
@@ -200,7 +208,27 @@ IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : gr
         s.kind = Step::kAdd;
         set_output(fused ? point_of(fused->id) : *own, fused);
         const double alpha = n.attrs.f("alpha");
-        s.multiplier = to_dyadic_sum({point_of(n.inputs[0]).scale / s.scale, alpha * point_of(n.inputs[1]).scale / s.scale});
+        s.accumulator_input = points.accumulator_input[id];
+        if (s.accumulator_input < 0) {
+          s.multiplier = to_dyadic_sum({point_of(n.inputs[0]).scale / s.scale, alpha * point_of(n.inputs[1]).scale / s.scale});
+          break;
+        }
+        // One branch is a Conv2d/Linear accumulator (acc + bias in units unit[o]):
+        // per channel, both branches on one shift.
+        const int a = s.accumulator_input, b = 1 - a;
+        const Step& producer = *steps_[static_cast<size_t>(n.inputs[static_cast<size_t>(a)])];
+        const double weight_a = a == 1 ? alpha : 1.0, weight_b = b == 1 ? alpha : 1.0;
+        const double ratio_b = weight_b * point_of(n.inputs[static_cast<size_t>(b)]).scale / s.scale;
+        const int bits = multiplier_bits_for(std::max<int64_t>(producer.worst_accumulator, 255));
+        s.requant.bias = producer.bias;
+        for (size_t o = 0; o < producer.unit.size(); ++o) {
+          const std::vector<Dyadic> d = to_dyadic_sum({weight_a * producer.unit[o] / s.scale, ratio_b}, bits);
+          s.requant.multiplier.push_back(d[0].multiplier);
+          s.requant.multiplier_b.push_back(d[1].multiplier);
+          s.requant.shift.push_back(d[0].shift);
+          s.requant.half.push_back(d[0].shift > 0 ? int64_t{1} << (d[0].shift - 1) : 0);
+        }
+        s.requant.tile(static_cast<int64_t>(producer.unit.size()));
         break;
       }
       case Op::ReLU:
@@ -358,6 +386,83 @@ void finish_weight_rows(const int32_t* acc, const int32_t* acc_residual, int64_t
                      trace ? trace + i : nullptr);
     }
   });
+}
+
+// combined[i] = (acc[i] << k[c]) + acc_residual[i], c the channel of i.
+void combine_residual(const int32_t* acc, const int32_t* acc_residual, int64_t rows, int64_t channels,
+                      const std::vector<int64_t>& shift, int64_t* combined) {
+  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      for (int64_t o = 0; o < channels; ++o) {
+        const int64_t i = r * channels + o;
+        combined[i] = (int64_t{acc[i]} << shift[static_cast<size_t>(o)]) + acc_residual[i];
+      }
+  });
+}
+
+std::vector<int64_t> channel_shape(int64_t dims, int64_t channels) {
+  std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
+  shape[1] = channels;
+  return shape;
+}
+
+// A span of whole pixels of an Add that reads an accumulator:
+// out[i] = clamp(round(((acc[i] + bias[i]) m[i] + b[i] m_b[i]) / 2^s[i])).
+template <class Acc, class B, class Out>
+inline __attribute__((always_inline)) void add_accumulator_body(const Acc* __restrict acc, const B* __restrict b,
+                                                                int64_t n, const ChannelRequant& c, int64_t lo,
+                                                                int64_t hi, Out* __restrict out) {
+  const int64_t* __restrict bias = c.bias.data();
+  const int64_t* __restrict m = c.multiplier.data();
+  const int64_t* __restrict mb = c.multiplier_b.data();
+  const int64_t* __restrict s = c.shift.data();
+  const int64_t* __restrict half = c.half.data();
+  for (int64_t o = 0; o < n; ++o) {
+    const int64_t q = round_shift_branchless((int64_t{acc[o]} + bias[o]) * m[o] + int64_t{b[o]} * mb[o], s[o], half[o]);
+    out[o] = static_cast<Out>(q < lo ? lo : q > hi ? hi : q);
+  }
+}
+#define DFQ_ADD_ACC_VARIANT(A, B, O)                                                                           \
+  DFQ_INT_CLONES void add_accumulator_row(const A* acc, const B* b, int64_t n, const ChannelRequant& c,         \
+                                          int64_t lo, int64_t hi, O* out) {                                     \
+    add_accumulator_body(acc, b, n, c, lo, hi, out);                                                           \
+  }
+DFQ_ADD_ACC_VARIANT(int32_t, int8_t, int8_t)
+DFQ_ADD_ACC_VARIANT(int32_t, int8_t, uint8_t)
+DFQ_ADD_ACC_VARIANT(int32_t, uint8_t, int8_t)
+DFQ_ADD_ACC_VARIANT(int32_t, uint8_t, uint8_t)
+DFQ_ADD_ACC_VARIANT(int64_t, int8_t, int8_t)
+DFQ_ADD_ACC_VARIANT(int64_t, int8_t, uint8_t)
+DFQ_ADD_ACC_VARIANT(int64_t, uint8_t, int8_t)
+DFQ_ADD_ACC_VARIANT(int64_t, uint8_t, uint8_t)
+#undef DFQ_ADD_ACC_VARIANT
+
+// The Add of an accumulator (int32 or int64, channels-last) and a quantized
+// value of the same shape, tile by tile.
+void add_accumulator(const at::Tensor& acc, const at::Tensor& other, const ChannelRequant& c, Bounds bounds,
+                     at::Tensor& out) {
+  const int64_t channels = acc.size(1), rows = acc.numel() / channels;
+  const int64_t tiles = (rows + c.tile_rows - 1) / c.tile_rows;
+  auto run = [&](const auto* pa) {
+    with_int_type(other.scalar_type(), [&](auto* tb) {
+      using B = std::remove_pointer_t<decltype(tb)>;
+      with_int_type(out.scalar_type(), [&](auto* to) {
+        using O = std::remove_pointer_t<decltype(to)>;
+        const B* pb = reinterpret_cast<const B*>(other.data_ptr());
+        O* po = reinterpret_cast<O*>(out.data_ptr());
+        at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t t = begin; t < end; ++t) {
+            const int64_t i = t * c.tile_rows * channels;
+            const int64_t n = std::min(c.tile_rows, rows - t * c.tile_rows) * channels;
+            add_accumulator_row(pa + i, pb + i, n, c, bounds.lo, bounds.hi, po + i);
+          }
+        });
+      });
+    });
+  };
+  if (acc.scalar_type() == at::kInt) run(acc.data_ptr<int32_t>());
+  else if (acc.scalar_type() == at::kLong) run(acc.data_ptr<int64_t>());
+  else fail("integer engine accumulator", "int32 or int64", std::string(c10::toString(acc.scalar_type())));
 }
 
 // Output length of a pooling window sweep (ATen's rule, ceil_mode included).
@@ -531,7 +636,19 @@ at::Tensor IntegerEngine::run(const at::Tensor& input, std::vector<at::Tensor>* 
         const int32_t* ar = acc_residual.defined() ? acc_residual.data_ptr<int32_t>() : nullptr;
         at::Tensor trace;
         if (accumulators || s.float_output) trace = empty_like_layout(acc.sizes(), at::kLong);
-        if (s.float_output) {
+        if (s.to_add) {
+          // The Add requantizes; it reads acc (int32) or, with a residual tensor,
+          // the combined (acc << k) + acc2 (int64).
+          out = acc;
+          if (ar) {
+            out = empty_like_layout(acc.sizes(), at::kLong);
+            combine_residual(a, ar, rows, channels, s.residual_shift, out.data_ptr<int64_t>());
+          }
+          if (trace.defined()) {
+            trace.copy_(out);
+            trace += at::tensor(s.bias, at::kLong).reshape(channel_shape(acc.dim(), channels));
+          }
+        } else if (s.float_output) {
           // The logits: acc * unit, the one conversion to float.
           int64_t* t = trace.data_ptr<int64_t>();
           for (int64_t r = 0; r < rows; ++r)
@@ -541,9 +658,7 @@ at::Tensor IntegerEngine::run(const at::Tensor& input, std::vector<at::Tensor>* 
               t[i] = (ar ? int64_t{a[i]} * (int64_t{1} << s.residual_shift[c]) + ar[i] : int64_t{a[i]}) + s.bias[c];
             }
           at::Tensor unit = at::tensor(s.unit, at::kDouble);
-          std::vector<int64_t> shape(static_cast<size_t>(acc.dim()), 1);
-          shape[1] = channels;
-          out = (trace.to(at::kDouble) * unit.reshape(shape)).to(at::kFloat);
+          out = (trace.to(at::kDouble) * unit.reshape(channel_shape(acc.dim(), channels))).to(at::kFloat);
         } else {
           out = empty_like_layout(acc.sizes(), storage_type(s.range));
           with_int_type(out.scalar_type(), [&](auto* tag) {
@@ -559,6 +674,12 @@ at::Tensor IntegerEngine::run(const at::Tensor& input, std::vector<at::Tensor>* 
         const at::Tensor a = dense(in[0]), b = dense(in[1]);
         if (a.sizes() != b.sizes()) fail("integer engine: add '" + n.name + "'", c10::str(a.sizes()), c10::str(b.sizes()));
         out = empty_like_layout(a.sizes(), storage_type(s.range));
+        if (s.accumulator_input >= 0) {
+          const at::Tensor& acc = s.accumulator_input == 0 ? a : b;
+          const at::Tensor& other = s.accumulator_input == 0 ? b : a;
+          add_accumulator(acc, other, s.requant, s.bounds, out);
+          break;
+        }
         const Dyadic ma = s.multiplier[0], mb = s.multiplier[1];
         const Bounds bounds = s.bounds;
         with_int_type(a.scalar_type(), [&](auto* ta) {

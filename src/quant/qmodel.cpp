@@ -36,6 +36,23 @@ ActivationPoints activation_points(const Graph& g) {
   readers[static_cast<size_t>(g.output)]++;
   ActivationPoints p;
   p.scale_source.assign(g.nodes.size(), -1);
+  p.accumulator_input.assign(g.nodes.size(), -1);
+  std::vector<bool> into_add(g.nodes.size(), false);
+  for (const Node& n : g.nodes) {
+    const size_t id = static_cast<size_t>(n.id);
+    if (n.op != Op::Add || n.id == g.output) continue;
+    if (readers[id] == 1 && sole_reader[id] == g.output && is_activation(g.node(g.output))) continue;  // a float tail
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const int in = n.inputs[k];
+      const Node& producer = g.node(in);
+      if ((producer.op == Op::Conv2d || producer.op == Op::Linear) && in != g.output &&
+          readers[static_cast<size_t>(in)] == 1) {
+        p.accumulator_input[id] = static_cast<int>(k);
+        into_add[static_cast<size_t>(in)] = true;
+        break;
+      }
+    }
+  }
   auto add_point = [&](int id, bool is_unsigned) {
     p.points.push_back(id);
     p.is_unsigned.push_back(is_unsigned);
@@ -53,7 +70,7 @@ ActivationPoints activation_points(const Graph& g) {
       case Op::Conv2d:
       case Op::Linear:
       case Op::Add:
-        if (n.id != g.output && !fused_into_activation) add_point(n.id, false);
+        if (n.id != g.output && !fused_into_activation && !into_add[id]) add_point(n.id, false);
         break;
       case Op::ReLU:
       case Op::Clamp: {

@@ -6,7 +6,13 @@
 // and the outputs of Conv2d/Linear, ReLU/Clamp, Add, average pools, Mean and
 // Cat. A Conv2d/Linear/Add whose only reader is a ReLU/Clamp is not a point of
 // its own: the activation is fused and its output is the point, unsigned when
-// the clamp's lower bound is >= 0. Slice, Pad, MaxPool2d, Flatten and Reshape
+// the clamp's lower bound is >= 0. A Conv2d/Linear whose only reader is an Add
+// (the last convolution of a residual branch) is not a point either: the add
+// reads its accumulator, rescales both branches and rounds once, so a residual
+// block costs one rounding instead of two (at 4 bits the second one, on a
+// signed branch output, is what breaks deep ResNets). At most one input of an
+// Add arrives that way (the first eligible), and not when the Add runs in
+// float as (part of) the graph output. Slice, Pad, MaxPool2d, Flatten and Reshape
 // are exact on integers and keep their input's scale. The graph output (the
 // logits) is not quantized: the engines return it in float.
 #pragma once
@@ -75,6 +81,8 @@ struct ActivationPoints {
   std::vector<int> points;
   std::vector<bool> is_unsigned;       // per point: output >= 0 by construction
   std::vector<int> scale_source;       // per node id
+  std::vector<int> accumulator_input;  // per node id: for an Add, the index of the input that
+                                       // arrives as an accumulator, else -1
 };
 // Throws dfq::Error naming the node for ops the quantizer cannot place (a
 // BatchNorm that is not folded into a convolution).
