@@ -24,10 +24,10 @@ namespace {
 
 struct QuantizeCommand {
   std::string model, out, json, calib = "synthetic", calib_data, weight_range = "mmse", act_range = "mmse";
-  std::string bias_correction = "full", weight_objective = "output";
+  std::string bias_correction = "full", weight_objective = "output", reconstruct = "none";
   std::string input_size;
   PreprocessOptions preprocess;
-  int wbits = 8, abits = 8, first_last_bits = 0, residual_layers = 0, threads = 0;
+  int wbits = 8, abits = 8, first_last_bits = 0, residual_layers = 0, threads = 0, reconstruct_iters = 1000;
   int64_t calib_count = 256, synth_iters = 500;
   double percentile = 99.99, residual_budget = 0.0;
   uint64_t seed = 0;
@@ -85,6 +85,11 @@ int run_quantize(int argc, char** argv) {
        "full (then again on the simulated model, activations quantized upstream)")
       ("weight-objective", po::value(&cmd.weight_objective)->default_value(cmd.weight_objective),
        "what the mmse weight clip minimizes: weight (|W - Wq|^2) | output (weighted by the input's E[x^2])")
+      ("reconstruct", po::value(&cmd.reconstruct)->default_value(cmd.reconstruct),
+       "re-choose each layer's integers to minimize its output error on the calibration data: "
+       "none | adaround (rounding up/down learned) | adaquant (weights learned, straight-through rounding)")
+      ("reconstruct-iters", po::value(&cmd.reconstruct_iters)->default_value(cmd.reconstruct_iters),
+       "optimizer steps per layer for --reconstruct")
       ("calib", po::value(&cmd.calib)->default_value(cmd.calib),
        "synthetic (synthesize now) | a dfq synth output (DIR with images.pt, or the .pt) | an image folder")
       ("calib-data", po::value(&cmd.calib_data), "real images for calibration (same as --calib DIR)")
@@ -106,6 +111,7 @@ int run_quantize(int argc, char** argv) {
   require_at_least("--calib-count", cmd.calib_count, 1);
   require_at_least("--synth-iters", cmd.synth_iters, 1);
   require_at_least("--threads", cmd.threads, 0);
+  require_at_least("--reconstruct-iters", cmd.reconstruct_iters, 1);
   if (!(cmd.percentile > 0 && cmd.percentile <= 100)) fail("--percentile", "a value in (0, 100]", std::to_string(cmd.percentile));
   if (cmd.calib != "synthetic" && !vm["synth-iters"].defaulted())
     fail("--synth-iters", "--calib synthetic", "--calib " + cmd.calib);
@@ -117,6 +123,11 @@ int run_quantize(int argc, char** argv) {
   o.residual_layers = cmd.residual_layers, o.residual_budget = cmd.residual_budget;
   o.bias_correction = parse_bias_correction(cmd.bias_correction, "--bias-correction");
   o.weight_objective = parse_weight_objective(cmd.weight_objective, "--weight-objective");
+  o.reconstruct.method = parse_reconstruction(cmd.reconstruct, "--reconstruct");
+  o.reconstruct.iterations = cmd.reconstruct_iters;
+  if (o.reconstruct.method == Reconstruction::kNone && !vm["reconstruct-iters"].defaulted())
+    fail("--reconstruct-iters", "--reconstruct adaround or adaquant", "--reconstruct none");
+  o.quiet = cmd.quiet;
   // The objective is mmse's; other range methods have none unless the user asked for one.
   if (o.weight_range.method != RangeMethod::kMmse && vm["weight-objective"].defaulted())
     o.weight_objective = WeightObjective::kWeight;
@@ -135,10 +146,14 @@ int run_quantize(int argc, char** argv) {
               o.weight_bits, o.activation_bits,
               o.first_last_bits ? ("W" + std::to_string(o.first_last_bits)).c_str() : "same", o.per_channel ? "per channel" : "per tensor",
               cmd.weight_range.c_str(), to_string(o.weight_objective), cmd.act_range.c_str());
-  std::printf("extras    residual tensors %s, bias correction %s, threads %d, seed %llu\n",
+  std::printf("extras    residual tensors %s, bias correction %s, reconstruction %s, threads %d, seed %llu\n",
               o.residual_budget > 0 ? ("budget " + std::to_string(o.residual_budget)).c_str()
                                     : (std::to_string(o.residual_layers) + " layers").c_str(),
-              to_string(o.bias_correction), threads, static_cast<unsigned long long>(cmd.seed));
+              to_string(o.bias_correction),
+              o.reconstruct.method == Reconstruction::kNone
+                  ? "none"
+                  : (std::string(to_string(o.reconstruct.method)) + " (" + std::to_string(o.reconstruct.iterations) + " steps/layer)").c_str(),
+              threads, static_cast<unsigned long long>(cmd.seed));
   std::fflush(stdout);
 
   at::Tensor calibration;
@@ -197,7 +212,9 @@ int run_quantize(int argc, char** argv) {
     for (const LayerReport& l : report.layers)
       layers.push_back({{"name", l.name}, {"bits", l.bits}, {"parameters", l.parameters}, {"clip_ratio", l.clip_ratio},
                         {"normalized_error", l.normalized_error}, {"weight_sqnr_db", l.weight_sqnr_db},
-                        {"residual", l.residual}, {"bias_shift", l.bias_shift}});
+                        {"residual", l.residual}, {"bias_shift", l.bias_shift},
+                        {"reconstruction_error_before", l.reconstruction_error_before},
+                        {"reconstruction_error_after", l.reconstruction_error_after}, {"rounding_changed", l.rounding_changed}});
     for (const PointReport& p : report.points)
       points.push_back({{"name", p.name}, {"range", p.range}, {"scale", p.scale}, {"clip", p.clip},
                         {"activation_sqnr_db", std::isfinite(p.activation_sqnr_db) ? p.activation_sqnr_db : 999.0}});
@@ -206,7 +223,9 @@ int run_quantize(int argc, char** argv) {
                               {"weight_range", cmd.weight_range}, {"act_range", cmd.act_range},
                               {"percentile", cmd.percentile}, {"residual_layers", model.config.residual_layers},
                               {"residual_budget", o.residual_budget}, {"bias_correction", to_string(o.bias_correction)},
-                              {"weight_objective", to_string(o.weight_objective)}, {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
+                              {"weight_objective", to_string(o.weight_objective)},
+                              {"reconstruct", to_string(o.reconstruct.method)}, {"reconstruct_iters", o.reconstruct.iterations},
+                              {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
                               {"seed", cmd.seed}, {"threads", threads}, {"seconds", report.seconds},
                               {"weight_bits_total", report.weight_bits_total},
                               {"artifact_bytes", artifact_bytes}, {"fp32_parameter_bytes", fp32_bytes}, {"layers", layers}, {"points", points}};

@@ -100,7 +100,7 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
                   {"weight_range", c.weight_range}, {"activation_range", c.activation_range},
                   {"percentile", c.percentile}, {"residual_layers", c.residual_layers},
                   {"residual_budget", c.residual_budget}, {"bias_correction", c.bias_correction},
-                  {"weight_objective", c.weight_objective}, {"calibration", c.calibration}, {"calibration_count", c.calibration_count}}},
+                  {"weight_objective", c.weight_objective}, {"reconstruction", c.reconstruction}, {"calibration", c.calibration}, {"calibration_count", c.calibration_count}}},
       {"weights", weights}, {"activations", activations}, {"tensors", tensors.table}};
   const std::string text = header.dump();
   std::string file(kMagic, sizeof kMagic);
@@ -210,7 +210,7 @@ QuantizedModel load_quantized_model(const std::string& path) {
     cfg.weight_range = c.at("weight_range"), cfg.activation_range = c.at("activation_range");
     cfg.percentile = c.at("percentile"), cfg.residual_layers = c.at("residual_layers");
     cfg.residual_budget = c.at("residual_budget"), cfg.bias_correction = c.at("bias_correction");
-    cfg.weight_objective = c.at("weight_objective");
+    cfg.weight_objective = c.at("weight_objective"), cfg.reconstruction = c.at("reconstruction");
     cfg.calibration = c.at("calibration"), cfg.calibration_count = c.at("calibration_count");
   } catch (const dfq::Error&) {
     throw;

@@ -63,6 +63,7 @@ struct QuantConfig {
   double residual_budget = 0.0;   // requested extra weight bits fraction, 0 if by count
   std::string bias_correction = "full";   // none | weights | full (quantize.h)
   std::string weight_objective = "output"; // weight | output (quantize.h)
+  std::string reconstruction = "none";     // none | adaround | adaquant (reconstruct.h)
   std::string calibration;        // "synthetic (direct, 256 images, 500 iterations)" or a folder
   int64_t calibration_count = 0;
 };

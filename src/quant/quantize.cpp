@@ -10,6 +10,8 @@
 #include "core/error.h"
 #include "core/execute.h"
 #include "core/fold_batch_norm.h"
+#include "core/progress.h"
+#include "quant/reconstruct.h"
 #include "quant/simulate.h"
 
 namespace dfq {
@@ -120,27 +122,29 @@ at::Tensor channel_mean(const at::Tensor& x) {
   return x.mean(dims);
 }
 
-// Second moments E[x x^T] of the patches a Conv2d (per group) or Linear node
-// multiplies with its weight rows: [G, D, D] (range.h). Summed over chunks of
-// images so a large calibration set never materializes all its patches.
-at::Tensor input_second_moments(const Node& node, const at::Tensor& input) {
+// The patches a Conv2d (per group) or Linear node multiplies with its weight
+// rows, for a batch x: [G, P, D].
+at::Tensor input_patches(const Node& node, const at::Tensor& x) {
   const at::Tensor& w = node.param("weight");
   const int64_t groups = node.op == Op::Conv2d ? node.attrs.i("groups") : 1;
   const int64_t d = w.numel() / w.size(0);
-  at::Tensor h = at::zeros({groups, d, d}, at::kDouble);
+  if (node.op != Op::Conv2d) return x.reshape({1, x.size(0), -1});
+  const at::Tensor cols = at::im2col(x, {w.size(2), w.size(3)}, node.attrs.list("dilation"), node.attrs.list("padding"),
+                                     node.attrs.list("stride"));  // [N, C k k, L], channel-major per group
+  return cols.reshape({x.size(0), groups, d, cols.size(2)}).permute({1, 0, 3, 2}).reshape({groups, -1, d});
+}
+
+// Images per chunk: a large calibration set never materializes all its patches.
+constexpr int64_t kPatchChunk = 64;
+
+// Second moments E[x x^T] of a node's input patches: [G, D, D] (range.h).
+at::Tensor input_second_moments(const Node& node, const at::Tensor& input) {
+  at::Tensor h;
   int64_t count = 0;
-  constexpr int64_t kChunk = 64;
-  for (int64_t start = 0; start < input.size(0); start += kChunk) {
-    const at::Tensor x = input.narrow(0, start, std::min(kChunk, input.size(0) - start));
-    at::Tensor patches;  // [G, P, D]
-    if (node.op == Op::Conv2d) {
-      const at::Tensor cols = at::im2col(x, {w.size(2), w.size(3)}, node.attrs.list("dilation"), node.attrs.list("padding"),
-                                         node.attrs.list("stride"));  // [N, C k k, L], channel-major per group
-      patches = cols.reshape({x.size(0), groups, d, cols.size(2)}).permute({1, 0, 3, 2}).reshape({groups, -1, d});
-    } else {
-      patches = x.reshape({1, x.size(0), -1});
-    }
-    h += at::bmm(patches.transpose(1, 2), patches).to(at::kDouble);
+  for (int64_t start = 0; start < input.size(0); start += kPatchChunk) {
+    const at::Tensor patches = input_patches(node, input.narrow(0, start, std::min(kPatchChunk, input.size(0) - start)));
+    const at::Tensor m = at::bmm(patches.transpose(1, 2), patches).to(at::kDouble);
+    h = h.defined() ? h + m : m;
     count += patches.size(1);
   }
   return h / static_cast<double>(count);
@@ -151,16 +155,17 @@ at::Tensor input_second_moments(const Node& node, const at::Tensor& input) {
 // objective needs them) and the mean of each output channel.
 class FloatStatistics : public Observer {
  public:
-  explicit FloatStatistics(bool second_moments) : second_moments_(second_moments) {}
+  FloatStatistics(bool second_moments, bool keep_inputs) : second_moments_(second_moments), keep_inputs_(keep_inputs) {}
   void after_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override {
     if (node.op != Op::Conv2d && node.op != Op::Linear) return;
     if (second_moments_) input_moments[node.id] = input_second_moments(node, inputs[0]);
+    if (keep_inputs_) this->inputs[node.id] = inputs[0];
     output_mean[node.id] = channel_mean(output);
   }
-  std::map<int, at::Tensor> input_moments, output_mean;
+  std::map<int, at::Tensor> input_moments, output_mean, inputs;
 
  private:
-  bool second_moments_;
+  bool second_moments_, keep_inputs_;
 };
 
 // Step 4: corrects biases in place, in graph order, on one pass.
@@ -220,6 +225,58 @@ class SimulatedBiasCorrector : public FakeQuantizer {
   Graph& simulated_;
   const std::map<int, at::Tensor>& float_means_;
   ActivationPoints points_;
+};
+
+// Step 5b: reconstruction (reconstruct.h), in graph order on one pass of the
+// simulated model, so each layer sees the quantized model's input with every
+// earlier layer already reconstructed. A layer with a residual tensor has that
+// (finer) tensor reconstructed, its first tensor kept.
+class Reconstructor : public FakeQuantizer {
+ public:
+  Reconstructor(QuantizedModel& model, Graph& simulated, const std::map<int, at::Tensor>& float_inputs,
+                const ReconstructOptions& options, bool quiet)
+      : FakeQuantizer(model), model_(model), simulated_(simulated), float_inputs_(float_inputs), options_(options),
+        progress_(std::string("reconstruct ") + to_string(options.method), static_cast<int64_t>(model.weights.size()), quiet) {}
+  ~Reconstructor() override { progress_.finish(); }
+  bool compute_node(const Node& node, const std::vector<at::Tensor>& inputs, at::Tensor& output) override {
+    auto it = model_.weights.find(node.id);
+    if (it == model_.weights.end()) return false;
+    WeightQuant& w = it->second;
+    const at::Tensor& float_input = float_inputs_.at(node.id);
+    CovarianceAccumulator statistics;
+    for (int64_t start = 0; start < inputs[0].size(0); start += kPatchChunk) {
+      const int64_t n = std::min(kPatchChunk, inputs[0].size(0) - start);
+      statistics.add(input_patches(node, inputs[0].narrow(0, start, n)), input_patches(node, float_input.narrow(0, start, n)));
+    }
+    const at::Tensor weight = model_.graph.node(node.id).param("weight");
+    std::vector<int64_t> shape(static_cast<size_t>(weight.dim()), 1);
+    shape[0] = weight.size(0);
+    RoundingResult r;
+    if (w.residual.defined()) {
+      const at::Tensor base = w.q.to(at::kFloat) * w.scale.reshape(shape);
+      const at::Tensor scale = w.scale / at::pow(2.0, w.residual_shift.to(at::kFloat));
+      r = reconstruct_rounding(weight, base, scale, w.range, w.residual, statistics.result(), options_);
+      w.residual = r.q;
+    } else {
+      r = reconstruct_rounding(weight, at::Tensor(), w.scale, w.range, w.q, statistics.result(), options_);
+      w.q = r.q;
+    }
+    results[node.id] = r;
+    simulated_.nodes[static_cast<size_t>(node.id)].params["weight"] = w.dequantized();
+    output = run_node(simulated_.node(node.id), inputs);
+    char extra[160];
+    std::snprintf(extra, sizeof extra, "%s error %.4f -> %.4f", node.name.c_str(), r.error_before, r.error_after);
+    progress_.update(static_cast<int64_t>(results.size()), extra);
+    return true;
+  }
+  std::map<int, RoundingResult> results;
+
+ private:
+  QuantizedModel& model_;
+  Graph& simulated_;
+  const std::map<int, at::Tensor>& float_inputs_;
+  ReconstructOptions options_;
+  Progress progress_;
 };
 
 // Step 5: histograms of every point (and the values for SQNR on a second pass).
@@ -285,7 +342,8 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   const Graph& folded = model.graph;
   const ActivationPoints points = activation_points(folded);
   const bool output_objective = o.weight_objective == WeightObjective::kOutput;
-  FloatStatistics statistics(output_objective);
+  const bool reconstruct = o.reconstruct.method != Reconstruction::kNone;
+  FloatStatistics statistics(output_objective, reconstruct);
   forward(folded, calibration, &statistics);
 
   // Step 2: weights.
@@ -343,6 +401,23 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     observer.scales.push_back(model.activations[id].scale);
     report.points.push_back(PointReport{folded.node(id).name, id, range.describe(), model.activations[id].scale, clip, 0.0});
   }
+  // Step 5b: reconstruction.
+  if (reconstruct) {
+    Graph simulated = simulated_graph(model);
+    Reconstructor reconstructor(model, simulated, statistics.inputs, o.reconstruct, o.quiet);
+    forward(simulated, calibration, &reconstructor);
+    statistics.inputs.clear();
+    report.weight_bits_total = 0;
+    for (LayerReport& layer : report.layers) {
+      const RoundingResult& r = reconstructor.results.at(layer.node);
+      const WeightQuant& q = model.weights.at(layer.node);
+      layer.reconstruction_error_before = r.error_before;
+      layer.reconstruction_error_after = r.error_after;
+      layer.rounding_changed = r.changed;
+      layer.weight_sqnr_db = sqnr_db(folded.node(layer.node).param("weight"), q.dequantized());
+      weight_quantized.nodes[static_cast<size_t>(layer.node)].params["weight"] = q.dequantized();
+    }
+  }
   // Step 6: bias correction on the simulated model.
   if (o.bias_correction == BiasCorrection::kFull) {
     Graph simulated = simulated_graph(model);
@@ -371,6 +446,7 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   model.config.residual_budget = o.residual_budget;
   model.config.bias_correction = to_string(o.bias_correction);
   model.config.weight_objective = to_string(o.weight_objective);
+  model.config.reconstruction = to_string(o.reconstruct.method);
   model.config.calibration_count = calibration.size(0);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return model;

@@ -19,6 +19,9 @@
 //     inputs;
 //  5. activation ranges from histograms of every quantization point on that
 //     corrected graph, by the activation range method; the input always 8-bit;
+//  5b. (--reconstruct adaround|adaquant) each layer's integers re-chosen to
+//     minimize its output error on the calibration set, in graph order on the
+//     simulated model (reconstruct.h);
 //  6. (full) bias correction again, on one pass of the simulated model: each
 //     layer's mean output channel, with quantized weights and activations
 //     upstream, is set to the float model's (step 1), up to the bias's int32
@@ -35,6 +38,7 @@
 #include "core/graph.h"
 #include "quant/qmodel.h"
 #include "quant/range.h"
+#include "quant/reconstruct.h"
 
 namespace dfq {
 
@@ -57,6 +61,8 @@ struct QuantizeOptions {
   double residual_budget = 0.0;  // F in [0, 1]
   BiasCorrection bias_correction = BiasCorrection::kFull;
   WeightObjective weight_objective = WeightObjective::kOutput;
+  ReconstructOptions reconstruct;  // step 5b; method kNone skips it
+  bool quiet = true;               // progress of the long steps on stderr
 };
 
 struct LayerReport {
@@ -69,6 +75,9 @@ struct LayerReport {
   double weight_sqnr_db = 0.0;     // of the final representation (with residual if any)
   bool residual = false;
   double bias_shift = 0.0;         // mean |correction| subtracted from the bias
+  // Step 5b (0 without reconstruction): relative output error before/after, and
+  // the fraction of integers it changed.
+  double reconstruction_error_before = 0.0, reconstruction_error_after = 0.0, rounding_changed = 0.0;
 };
 
 struct PointReport {
