@@ -282,6 +282,8 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   report = QuantizeReport{};
   QuantizedModel model;
   model.graph = fold_batch_norms(graph);
+  if (o.cross_layer_equalization)
+    report.equalization = equalize_cross_layer(model.graph, o.equalization, folded_batch_norm_statistics(graph));
   const Graph& folded = model.graph;
   const ActivationPoints points = activation_points(folded);
   const bool output_objective = o.weight_objective == WeightObjective::kOutput;
