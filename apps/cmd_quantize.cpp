@@ -32,6 +32,7 @@ struct QuantizeCommand {
   double percentile = 99.99, residual_budget = 0.0;
   uint64_t seed = 0;
   bool per_tensor = false, quiet = false;
+  bool cle = false, cle_keep_relu6 = false, cle_no_absorption = false;
 };
 
 const char* kUsage =
@@ -57,6 +58,39 @@ at::Tensor load_calibration_folder(const std::string& dir, int64_t count, const 
   Batch batch;
   loader.next(batch);
   return batch.images.narrow(0, 0, batch.count).clone();
+}
+
+std::string describe_equalization(const QuantizeOptions& o) {
+  if (!o.cross_layer_equalization) return "off";
+  return std::string("on (ReLU6 of equalized pairs ") + (o.equalization.relu6_to_relu ? "-> ReLU" : "kept, pairs skipped") +
+         ", bias absorption " + (o.equalization.bias_absorption ? "on" : "off") + ")";
+}
+
+void print_equalization(const EqualizeReport& r) {
+  int replaced = 0, absorbed = 0;
+  for (const EqualizedPair& p : r.pairs) replaced += p.relu6_replaced, absorbed += p.absorption == "absorbed";
+  std::printf("equalize  %zu pairs (%d ReLU6 -> ReLU, %d biases absorbed, %zu skipped), %d sweeps (%s), "
+              "weight range spread max %.3g -> %.3g, median %.3g -> %.3g, %.2f s\n",
+              r.pairs.size(), replaced, absorbed, r.skipped.size(), r.iterations,
+              r.converged ? "converged" : "not converged", r.max_spread_before, r.max_spread_after,
+              r.median_spread_before, r.median_spread_after, r.seconds);
+}
+
+nlohmann::json equalization_json(const EqualizeReport& r, const EqualizeOptions& o) {
+  nlohmann::json pairs = nlohmann::json::array(), layers = nlohmann::json::array();
+  for (const EqualizedPair& p : r.pairs)
+    pairs.push_back({{"layer1", p.layer1}, {"activation", p.activation}, {"layer2", p.layer2},
+                     {"relu6_replaced", p.relu6_replaced}, {"absorption", p.absorption},
+                     {"absorbed_channels", p.absorbed_channels}, {"absorbed_mean", p.absorbed_mean}});
+  for (const LayerSpread& l : r.layers)
+    layers.push_back({{"name", l.name}, {"spread_before", l.spread_before}, {"spread_after", l.spread_after},
+                      {"utilization_before", l.utilization_before}, {"utilization_after", l.utilization_after}});
+  return {{"relu6_to_relu", o.relu6_to_relu}, {"bias_absorption", o.bias_absorption},
+          {"absorb_through_padding", o.absorb_through_padding}, {"absorb_sigmas", o.absorb_sigmas},
+          {"max_iterations", o.max_iterations}, {"tolerance", o.tolerance}, {"pairs", pairs}, {"skipped", r.skipped}, {"layers", layers}, {"iterations", r.iterations},
+          {"converged", r.converged}, {"last_change", r.last_change}, {"seconds", r.seconds},
+          {"max_spread_before", r.max_spread_before}, {"max_spread_after", r.max_spread_after},
+          {"median_spread_before", r.median_spread_before}, {"median_spread_after", r.median_spread_after}};
 }
 
 }  // namespace
@@ -90,6 +124,11 @@ int run_quantize(int argc, char** argv) {
        "none | adaround (rounding up/down learned) | adaquant (weights learned, straight-through rounding)")
       ("reconstruct-iters", po::value(&cmd.reconstruct_iters)->default_value(cmd.reconstruct_iters),
        "optimizer steps per layer for --reconstruct")
+      ("cle", po::bool_switch(&cmd.cle),
+       "cross-layer equalization after BN folding (Nagel et al. 2019): balance the weight ranges of "
+       "conv -> ReLU -> conv pairs; ReLU6 between equalized layers becomes ReLU; biases absorbed into the next layer")
+      ("cle-keep-relu6", po::bool_switch(&cmd.cle_keep_relu6), "with --cle: keep ReLU6, skip the pairs around one")
+      ("cle-no-absorption", po::bool_switch(&cmd.cle_no_absorption), "with --cle: no bias absorption")
       ("calib", po::value(&cmd.calib)->default_value(cmd.calib),
        "synthetic (synthesize now) | a dfq synth output (DIR with images.pt, or the .pt) | an image folder")
       ("calib-data", po::value(&cmd.calib_data), "real images for calibration (same as --calib DIR)")
@@ -115,7 +154,12 @@ int run_quantize(int argc, char** argv) {
   if (!(cmd.percentile > 0 && cmd.percentile <= 100)) fail("--percentile", "a value in (0, 100]", std::to_string(cmd.percentile));
   if (cmd.calib != "synthetic" && !vm["synth-iters"].defaulted())
     fail("--synth-iters", "--calib synthetic", "--calib " + cmd.calib);
+  if ((cmd.cle_keep_relu6 || cmd.cle_no_absorption) && !cmd.cle)
+    fail(cmd.cle_keep_relu6 ? "--cle-keep-relu6" : "--cle-no-absorption", "--cle", "no --cle");
   QuantizeOptions o;
+  o.cross_layer_equalization = cmd.cle;
+  o.equalization.relu6_to_relu = !cmd.cle_keep_relu6;
+  o.equalization.bias_absorption = !cmd.cle_no_absorption;
   o.weight_bits = cmd.wbits, o.activation_bits = cmd.abits, o.first_last_bits = cmd.first_last_bits;
   o.per_channel = !cmd.per_tensor;
   o.weight_range = RangeOptions{parse_range_method(cmd.weight_range, "--weight-range"), cmd.percentile};
@@ -146,14 +190,15 @@ int run_quantize(int argc, char** argv) {
               o.weight_bits, o.activation_bits,
               o.first_last_bits ? ("W" + std::to_string(o.first_last_bits)).c_str() : "same", o.per_channel ? "per channel" : "per tensor",
               cmd.weight_range.c_str(), to_string(o.weight_objective), cmd.act_range.c_str());
-  std::printf("extras    residual tensors %s, bias correction %s, reconstruction %s, threads %d, seed %llu\n",
+  std::printf("extras    residual tensors %s, bias correction %s, reconstruction %s, cross-layer equalization %s, "
+              "threads %d, seed %llu\n",
               o.residual_budget > 0 ? ("budget " + std::to_string(o.residual_budget)).c_str()
                                     : (std::to_string(o.residual_layers) + " layers").c_str(),
               to_string(o.bias_correction),
               o.reconstruct.method == Reconstruction::kNone
                   ? "none"
                   : (std::string(to_string(o.reconstruct.method)) + " (" + std::to_string(o.reconstruct.iterations) + " steps/layer)").c_str(),
-              threads, static_cast<unsigned long long>(cmd.seed));
+              describe_equalization(o).c_str(), threads, static_cast<unsigned long long>(cmd.seed));
   std::fflush(stdout);
 
   at::Tensor calibration;
@@ -187,6 +232,7 @@ int run_quantize(int argc, char** argv) {
   QuantizedModel model = quantize_model(graph, calibration, o, report);
   model.config.calibration = calibration_text;
   save_quantized_model(model, cmd.out);
+  if (o.cross_layer_equalization) print_equalization(report.equalization);
 
   std::printf("\n%-28s %4s %9s %10s %8s %10s\n", "layer", "bits", "clip/max", "W SQNR dB", "residual", "bias shift");
   for (const LayerReport& l : report.layers)
@@ -218,17 +264,19 @@ int run_quantize(int argc, char** argv) {
     for (const PointReport& p : report.points)
       points.push_back({{"name", p.name}, {"range", p.range}, {"scale", p.scale}, {"clip", p.clip},
                         {"activation_sqnr_db", std::isfinite(p.activation_sqnr_db) ? p.activation_sqnr_db : 999.0}});
-    const nlohmann::json j = {{"model", cmd.model}, {"out", cmd.out}, {"wbits", o.weight_bits}, {"abits", o.activation_bits},
-                              {"first_last_bits", o.first_last_bits}, {"per_channel", o.per_channel},
-                              {"weight_range", cmd.weight_range}, {"act_range", cmd.act_range},
-                              {"percentile", cmd.percentile}, {"residual_layers", model.config.residual_layers},
-                              {"residual_budget", o.residual_budget}, {"bias_correction", to_string(o.bias_correction)},
-                              {"weight_objective", to_string(o.weight_objective)},
-                              {"reconstruct", to_string(o.reconstruct.method)}, {"reconstruct_iters", o.reconstruct.iterations},
-                              {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
-                              {"seed", cmd.seed}, {"threads", threads}, {"seconds", report.seconds},
-                              {"weight_bits_total", report.weight_bits_total},
-                              {"artifact_bytes", artifact_bytes}, {"fp32_parameter_bytes", fp32_bytes}, {"layers", layers}, {"points", points}};
+    nlohmann::json j = {{"model", cmd.model}, {"out", cmd.out}, {"wbits", o.weight_bits}, {"abits", o.activation_bits},
+                        {"first_last_bits", o.first_last_bits}, {"per_channel", o.per_channel},
+                        {"weight_range", cmd.weight_range}, {"act_range", cmd.act_range},
+                        {"percentile", cmd.percentile}, {"residual_layers", model.config.residual_layers},
+                        {"residual_budget", o.residual_budget}, {"bias_correction", to_string(o.bias_correction)},
+                        {"weight_objective", to_string(o.weight_objective)},
+                        {"cross_layer_equalization", o.cross_layer_equalization},
+                        {"reconstruct", to_string(o.reconstruct.method)}, {"reconstruct_iters", o.reconstruct.iterations},
+                        {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
+                        {"seed", cmd.seed}, {"threads", threads}, {"seconds", report.seconds},
+                        {"weight_bits_total", report.weight_bits_total},
+                        {"artifact_bytes", artifact_bytes}, {"fp32_parameter_bytes", fp32_bytes}, {"layers", layers}, {"points", points}};
+    if (o.cross_layer_equalization) j["equalization"] = equalization_json(report.equalization, o.equalization);
     write_file_atomic(cmd.json, j.dump(2) + "\n");
   }
   return 0;

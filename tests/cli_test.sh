@@ -148,6 +148,10 @@ expect "--weight-objective output needs mmse" 1 "--weight-objective output.*--we
 expect "--weight-range minmax alone is accepted" 0 "objective weight" -- "${q[@]}" --weight-range minmax --quiet
 expect "--act-range kl below 8 bits is refused" 1 "--act-range kl.*8-bit" -- "${q[@]}" --abits 4 --act-range kl
 expect "both residual options are refused" 1 "either" -- "${q[@]}" --residual-layers 1 --residual-budget 0.1
+expect "--cle equalizes the embedded model's three pairs" 0 "equalize +3 pairs \(1 ReLU6 -> ReLU" -- \
+  "${q[@]}" --cle --json "$tmp/cle.json" --quiet
+grep -q '"equalization"' "$tmp/cle.json" && ok "quantize JSON has equalization" || bad "quantize JSON has equalization"
+expect "--cle-keep-relu6 without --cle is refused" 1 "--cle-keep-relu6.*--cle" -- "${q[@]}" --cle-keep-relu6
 [ ! -e "$tmp/x.dfq.tmp" ] && ok "no partial artifact left behind" || bad "no partial artifact left behind"
 
 # Reference figures on ../shared (FP32 top-1 to +-2 images).

@@ -100,7 +100,7 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
                   {"weight_range", c.weight_range}, {"activation_range", c.activation_range},
                   {"percentile", c.percentile}, {"residual_layers", c.residual_layers},
                   {"residual_budget", c.residual_budget}, {"bias_correction", c.bias_correction},
-                  {"weight_objective", c.weight_objective}, {"reconstruction", c.reconstruction}, {"calibration", c.calibration}, {"calibration_count", c.calibration_count}}},
+                  {"weight_objective", c.weight_objective}, {"reconstruction", c.reconstruction}, {"cross_layer_equalization", c.cross_layer_equalization}, {"calibration", c.calibration}, {"calibration_count", c.calibration_count}}},
       {"weights", weights}, {"activations", activations}, {"tensors", tensors.table}};
   const std::string text = header.dump();
   std::string file(kMagic, sizeof kMagic);
@@ -211,6 +211,7 @@ QuantizedModel load_quantized_model(const std::string& path) {
     cfg.percentile = c.at("percentile"), cfg.residual_layers = c.at("residual_layers");
     cfg.residual_budget = c.at("residual_budget"), cfg.bias_correction = c.at("bias_correction");
     cfg.weight_objective = c.at("weight_objective"), cfg.reconstruction = c.at("reconstruction");
+    cfg.cross_layer_equalization = c.at("cross_layer_equalization");
     cfg.calibration = c.at("calibration"), cfg.calibration_count = c.at("calibration_count");
   } catch (const dfq::Error&) {
     throw;

@@ -64,6 +64,7 @@ struct QuantConfig {
   std::string bias_correction = "full";   // none | weights | full (quantize.h)
   std::string weight_objective = "output"; // weight | output (quantize.h)
   std::string reconstruction = "none";     // none | adaround | adaquant (reconstruct.h)
+  bool cross_layer_equalization = false;   // equalize.h, before quantization
   std::string calibration;        // "synthetic (direct, 256 images, 500 iterations)" or a folder
   int64_t calibration_count = 0;
 };

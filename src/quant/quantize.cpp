@@ -339,6 +339,8 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   report = QuantizeReport{};
   QuantizedModel model;
   model.graph = fold_batch_norms(graph);
+  if (o.cross_layer_equalization)
+    report.equalization = equalize_cross_layer(model.graph, o.equalization, folded_batch_norm_statistics(graph));
   const Graph& folded = model.graph;
   const ActivationPoints points = activation_points(folded);
   const bool output_objective = o.weight_objective == WeightObjective::kOutput;
@@ -447,6 +449,7 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   model.config.bias_correction = to_string(o.bias_correction);
   model.config.weight_objective = to_string(o.weight_objective);
   model.config.reconstruction = to_string(o.reconstruct.method);
+  model.config.cross_layer_equalization = o.cross_layer_equalization;
   model.config.calibration_count = calibration.size(0);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return model;

@@ -1,7 +1,8 @@
 // Post-training quantization of a float graph on a calibration batch.
 //
 // Pipeline (each step its own function in quantize.cpp):
-//  1. fold BN into the convolutions (core/fold_batch_norm.h); one float pass of
+//  1. fold BN into the convolutions (core/fold_batch_norm.h), optionally
+//     equalize and absorb biases across layers (equalize.h); one float pass of
 //     the calibration batch records each Conv2d/Linear's output channel means
 //     and, for the output objective, the second moments of its input patches;
 //  2. weights: symmetric per output channel (or per tensor), clip chosen by
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "quant/equalize.h"
 #include "quant/qmodel.h"
 #include "quant/range.h"
 #include "quant/reconstruct.h"
@@ -63,6 +65,8 @@ struct QuantizeOptions {
   WeightObjective weight_objective = WeightObjective::kOutput;
   ReconstructOptions reconstruct;  // step 5b; method kNone skips it
   bool quiet = true;               // progress of the long steps on stderr
+  bool cross_layer_equalization = false;  // step 1, after folding (equalize.h)
+  EqualizeOptions equalization;
 };
 
 struct LayerReport {
@@ -92,6 +96,7 @@ struct PointReport {
 struct QuantizeReport {
   std::vector<LayerReport> layers;
   std::vector<PointReport> points;
+  EqualizeReport equalization;     // empty unless cross_layer_equalization
   double weight_bits_total = 0.0;  // stored weight bits incl. residual tensors
   double seconds = 0.0;
 };
