@@ -24,12 +24,13 @@ namespace {
 
 struct QuantizeCommand {
   std::string model, out, json, calib = "synthetic", calib_data, weight_range = "mmse", act_range = "mmse";
-  std::string bias_correction = "full", weight_objective = "output", reconstruct = "none";
+  std::string bias_correction = "full", weight_objective = "output", reconstruct = "adaround";
   std::string input_size;
   PreprocessOptions preprocess;
   int wbits = 8, abits = 8, first_last_bits = 0, residual_layers = 0, threads = 0, reconstruct_iters = 1000;
   int64_t calib_count = 256, synth_iters = 500;
-  double percentile = 99.99, residual_budget = 0.0;
+  double percentile = 99.99, residual_budget = 0.0, size_budget = 0.0, bops_budget = 0.0;
+  std::string candidate_bits = "2,3,4,6,8";
   uint64_t seed = 0;
   bool per_tensor = false, quiet = false;
   bool cle = false, cle_keep_relu6 = false, cle_no_absorption = false;
@@ -129,6 +130,13 @@ int run_quantize(int argc, char** argv) {
        "conv -> ReLU -> conv pairs; ReLU6 between equalized layers becomes ReLU; biases absorbed into the next layer")
       ("cle-keep-relu6", po::bool_switch(&cmd.cle_keep_relu6), "with --cle: keep ReLU6, skip the pairs around one")
       ("cle-no-absorption", po::bool_switch(&cmd.cle_no_absorption), "with --cle: no bias absorption")
+      ("size-budget", po::value(&cmd.size_budget)->default_value(cmd.size_budget),
+       "mixed precision: average weight bits per weight (e.g. 4); each layer's bits chosen by an exact ILP "
+       "(GLPK) minimizing the summed per-layer output divergence (0: uniform --wbits)")
+      ("bops-budget", po::value(&cmd.bops_budget)->default_value(cmd.bops_budget),
+       "mixed precision: bit operations per image (MACs x weight bits x activation bits; 0: none)")
+      ("candidate-bits", po::value(&cmd.candidate_bits)->default_value(cmd.candidate_bits),
+       "weight bit widths the mixed-precision ILP chooses from")
       ("calib", po::value(&cmd.calib)->default_value(cmd.calib),
        "synthetic (synthesize now) | a dfq synth output (DIR with images.pt, or the .pt) | an image folder")
       ("calib-data", po::value(&cmd.calib_data), "real images for calibration (same as --calib DIR)")
@@ -167,6 +175,21 @@ int run_quantize(int argc, char** argv) {
   o.residual_layers = cmd.residual_layers, o.residual_budget = cmd.residual_budget;
   o.bias_correction = parse_bias_correction(cmd.bias_correction, "--bias-correction");
   o.weight_objective = parse_weight_objective(cmd.weight_objective, "--weight-objective");
+  o.size_budget_bits_per_weight = cmd.size_budget, o.bops_budget = cmd.bops_budget;
+  o.candidate_bits.clear();
+  for (size_t at = 0; at <= cmd.candidate_bits.size();) {
+    const size_t comma = std::min(cmd.candidate_bits.find(',', at), cmd.candidate_bits.size());
+    const std::string item = cmd.candidate_bits.substr(at, comma - at);
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos)
+      fail("--candidate-bits", "comma-separated bit widths such as 2,3,4,6,8", "\"" + cmd.candidate_bits + "\"");
+    o.candidate_bits.push_back(std::stoi(item));
+    at = comma + 1;
+  }
+  const bool mixed = o.size_budget_bits_per_weight > 0 || o.bops_budget > 0;
+  if (mixed && !vm["wbits"].defaulted())
+    fail("--wbits", "no uniform weight bits with --size-budget/--bops-budget (the ILP chooses them)", "--wbits " + std::to_string(cmd.wbits));
+  if (!mixed && !vm["candidate-bits"].defaulted())
+    fail("--candidate-bits", "--size-budget or --bops-budget", "neither");
   o.reconstruct.method = parse_reconstruction(cmd.reconstruct, "--reconstruct");
   o.reconstruct.iterations = cmd.reconstruct_iters;
   if (o.reconstruct.method == Reconstruction::kNone && !vm["reconstruct-iters"].defaulted())
@@ -185,9 +208,9 @@ int run_quantize(int argc, char** argv) {
   const Preprocess pre = resolve_preprocess(cmd.preprocess, graph.input_channels);
   std::printf("model     %s (%zu nodes, %zu batch-norm layers folded)\n", cmd.model.c_str(), graph.nodes.size(),
               graph.batch_norm_nodes().size());
-  std::printf("scheme    W%d A%d (input 8-bit), first/last layer %s, weights %s, ranges: weights %s (objective %s), "
+  std::printf("scheme    W%s A%d (input 8-bit), first/last layer %s, weights %s, ranges: weights %s (objective %s), "
               "activations %s\n",
-              o.weight_bits, o.activation_bits,
+              (mixed ? "mixed (" + (o.size_budget_bits_per_weight > 0 ? std::to_string(o.size_budget_bits_per_weight) + " bits/weight" : std::string("BOPs")) + " budget)" : std::to_string(o.weight_bits)).c_str(), o.activation_bits,
               o.first_last_bits ? ("W" + std::to_string(o.first_last_bits)).c_str() : "same", o.per_channel ? "per channel" : "per tensor",
               cmd.weight_range.c_str(), to_string(o.weight_objective), cmd.act_range.c_str());
   std::printf("extras    residual tensors %s, bias correction %s, reconstruction %s, cross-layer equalization %s, "
@@ -238,6 +261,16 @@ int run_quantize(int argc, char** argv) {
   for (const LayerReport& l : report.layers)
     std::printf("%-28s %4d %9.3f %10.2f %8s %10.4g\n", l.name.c_str(), l.bits, l.clip_ratio, l.weight_sqnr_db,
                 l.residual ? "yes" : "no", l.bias_shift);
+  if (!report.mixed_precision.empty()) {
+    std::printf("\nmixed precision (ILP: predicted divergence %.4g, %.3g BOPs/image)\n%-28s %6s  %s\n",
+                report.predicted_divergence, report.bops, "layer", "bits", "KL at candidate bits");
+    for (const MixedPrecisionLayer& l : report.mixed_precision) {
+      std::string row;
+      for (size_t k = 0; k < l.candidate_bits.size(); ++k)
+        row += " " + std::to_string(l.candidate_bits[k]) + ":" + c10::str(l.sensitivity[k]);
+      std::printf("%-28s %6d %s\n", l.name.c_str(), l.chosen_bits, row.c_str());
+    }
+  }
   std::printf("\n%-28s %-16s %10s %10s %10s\n", "activation point", "range", "scale", "clip", "A SQNR dB");
   for (const PointReport& p : report.points)
     std::printf("%-28s %-16s %10.4g %10.4g %10.2f\n", p.name.c_str(), p.range.c_str(), p.scale, p.clip,
@@ -276,6 +309,14 @@ int run_quantize(int argc, char** argv) {
                         {"seed", cmd.seed}, {"threads", threads}, {"seconds", report.seconds},
                         {"weight_bits_total", report.weight_bits_total},
                         {"artifact_bytes", artifact_bytes}, {"fp32_parameter_bytes", fp32_bytes}, {"layers", layers}, {"points", points}};
+    if (mixed) {
+      nlohmann::json rows = nlohmann::json::array();
+      for (const MixedPrecisionLayer& l : report.mixed_precision)
+        rows.push_back({{"name", l.name}, {"bits", l.chosen_bits}, {"candidate_bits", l.candidate_bits},
+                        {"sensitivity", l.sensitivity}});
+      j["mixed_precision"] = {{"size_budget_bits_per_weight", o.size_budget_bits_per_weight}, {"bops_budget", o.bops_budget},
+                              {"predicted_divergence", report.predicted_divergence}, {"bops", report.bops}, {"layers", rows}};
+    }
     if (o.cross_layer_equalization) j["equalization"] = equalization_json(report.equalization, o.equalization);
     write_file_atomic(cmd.json, j.dump(2) + "\n");
   }

@@ -121,7 +121,8 @@ expect "dfq quantize --help shows an example" 0 "example:" -- "$dfq" quantize --
 expect "dfq quantize W4A4 with residual tensors" 0 "wrote .*q.dfq" -- \
   "$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth" --wbits 4 --abits 4 --residual-layers 1 \
   --out "$tmp/q.dfq" --json "$tmp/q.json" --quiet
-for key in layers points weight_sqnr_db activation_sqnr_db clip_ratio residual bias_correction weight_objective; do
+for key in layers points weight_sqnr_db activation_sqnr_db clip_ratio residual bias_correction weight_objective \
+  reconstruct reconstruction_error_after; do
   grep -q "\"$key\"" "$tmp/q.json" && ok "quantize JSON has $key" || bad "quantize JSON has $key"
 done
 expect "dfq eval --qmodel runs the simulated engine" 0 "top-1" -- \
@@ -152,6 +153,15 @@ expect "--cle equalizes the embedded model's three pairs" 0 "equalize +3 pairs \
   "${q[@]}" --cle --json "$tmp/cle.json" --quiet
 grep -q '"equalization"' "$tmp/cle.json" && ok "quantize JSON has equalization" || bad "quantize JSON has equalization"
 expect "--cle-keep-relu6 without --cle is refused" 1 "--cle-keep-relu6.*--cle" -- "${q[@]}" --cle-keep-relu6
+expect "unknown --reconstruct is refused" 1 "--reconstruct.*none, adaround, adaquant" -- "${q[@]}" --reconstruct sgd
+expect "--reconstruct-iters with --reconstruct none is refused" 1 "--reconstruct-iters.*adaround or adaquant" -- \
+  "${q[@]}" --reconstruct none --reconstruct-iters 10
+expect "mixed precision at 4 bits/weight chooses per-layer bits" 0 "mixed precision \(ILP" -- \
+  "${q[@]}" --size-budget 4 --candidate-bits 2,4,8 --reconstruct-iters 50 --json "$tmp/mp.json" --quiet
+grep -q '"mixed_precision"' "$tmp/mp.json" && ok "quantize JSON has mixed_precision" || bad "quantize JSON has mixed_precision"
+expect "--wbits with a size budget is refused" 1 "--wbits.*ILP chooses" -- "${q[@]}" --size-budget 4 --wbits 4
+expect "--candidate-bits without a budget is refused" 1 "--candidate-bits.*--size-budget" -- "${q[@]}" --candidate-bits 2,4
+expect "malformed --candidate-bits is refused" 1 "--candidate-bits.*comma-separated" -- "${q[@]}" --size-budget 4 --candidate-bits 4,,8
 [ ! -e "$tmp/x.dfq.tmp" ] && ok "no partial artifact left behind" || bad "no partial artifact left behind"
 
 # Reference figures on ../shared (FP32 top-1 to +-2 images).

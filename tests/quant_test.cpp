@@ -1,16 +1,19 @@
 // The quantization formula, quantized models, the simulated engine, the artifact.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "core/error.h"
 #include "core/execute.h"
 #include "core/fold_batch_norm.h"
 #include "core/import_torchscript.h"
 #include "quant/artifact.h"
+#include "quant/integer_engine.h"
 #include "quant/quantize.h"
 #include "quant/quantizer.h"
 #include "quant/simulate.h"
@@ -279,4 +282,42 @@ TEST(Artifact, RoundTripsAndRefusesDamagedFiles) {
   EXPECT_NE(error_of([&] { load_quantized_model(write("other.dfq", "not a model at all")); }).find("magic"), std::string::npos);
   EXPECT_NE(error_of([&] { load_quantized_model((dir / "missing.dfq").string()); }).find("missing.dfq"), std::string::npos);
   fs::remove_all(dir);
+}
+
+// Mixed precision (step 2a): the ILP's bits respect the size budget, more
+// sensitive layers never get fewer bits for free, and the integer engine runs
+// the mixed model bit-exactly.
+TEST(Quantize, MixedPrecisionMeetsTheSizeBudgetAndRunsInIntegers) {
+  const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor calib = at::randn({32, 1, 28, 28}, at::make_generator<at::CPUGeneratorImpl>(11));
+  QuantizeOptions o;
+  o.activation_bits = 8;
+  o.size_budget_bits_per_weight = 4.0;
+  o.candidate_bits = {2, 4, 8};
+  QuantizeReport report;
+  const QuantizedModel q = quantize_model(g, calib, o, report);
+  ASSERT_EQ(report.mixed_precision.size(), report.layers.size());
+  double bits = 0, parameters = 0;
+  std::set<int> used;
+  for (size_t l = 0; l < report.layers.size(); ++l) {
+    EXPECT_EQ(report.layers[l].bits, report.mixed_precision[l].chosen_bits) << report.layers[l].name;
+    EXPECT_EQ(q.weights.at(report.layers[l].node).range.bits, report.layers[l].bits);
+    bits += static_cast<double>(report.layers[l].parameters) * report.layers[l].bits;
+    parameters += static_cast<double>(report.layers[l].parameters);
+    used.insert(report.layers[l].bits);
+    // Fewer bits never lower a layer's measured sensitivity by much.
+    const auto& s = report.mixed_precision[l].sensitivity;
+    EXPECT_GE(s.front() + 1e-6, s.back()) << report.layers[l].name;
+  }
+  EXPECT_LE(bits / parameters, 4.0 + 1e-9);
+  EXPECT_GE(used.size(), 2u);  // a budget between the candidates forces a mix
+  const IntegerEngine reference(q, IntKernel::kReference), fast(q, IntKernel::kFast);
+  EXPECT_TRUE(at::equal(reference.forward(calib), fast.forward(calib)));
+  // Refusals: a negative budget, a candidate outside 2..8.
+  o.size_budget_bits_per_weight = -1;
+  EXPECT_NE(error_of([&] { quantize_model(g, calib, o, report); }).find("budget"), std::string::npos);
+  o.size_budget_bits_per_weight = 4, o.candidate_bits = {4, 9};
+  EXPECT_NE(error_of([&] { quantize_model(g, calib, o, report); }).find("--candidate-bits"), std::string::npos);
+  o.candidate_bits = {8};  // 8 bits everywhere cannot fit 4 bits/weight
+  EXPECT_NE(error_of([&] { quantize_model(g, calib, o, report); }).find("size_bits"), std::string::npos);
 }

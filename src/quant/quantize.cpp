@@ -11,6 +11,7 @@
 #include "core/execute.h"
 #include "core/fold_batch_norm.h"
 #include "core/progress.h"
+#include "quant/bit_allocation.h"
 #include "quant/reconstruct.h"
 #include "quant/simulate.h"
 
@@ -40,6 +41,15 @@ void validate(const QuantizeOptions& o, const at::Tensor& calibration) {
   if (o.weight_objective == WeightObjective::kOutput && o.weight_range.method != RangeMethod::kMmse)
     fail("--weight-objective output", "--weight-range mmse (the objective is what mmse minimizes)",
          std::string("--weight-range ") + to_string(o.weight_range.method));
+  if (o.size_budget_bits_per_weight < 0 || o.bops_budget < 0)
+    fail("mixed-precision budgets", "--size-budget and --bops-budget >= 0 (0: none)",
+         std::to_string(o.size_budget_bits_per_weight) + " and " + std::to_string(o.bops_budget));
+  for (int bits : o.candidate_bits) check_bits(bits, "--candidate-bits");
+  if ((o.size_budget_bits_per_weight > 0 || o.bops_budget > 0) && o.candidate_bits.empty())
+    fail("--candidate-bits", "at least one weight bit width", "none");
+  if (o.size_budget_bits_per_weight > 0 && o.first_last_bits > 0)
+    fail("--first-last-bits", "no fixed first/last bits with a mixed-precision budget (the ILP chooses every layer)",
+         std::to_string(o.first_last_bits));
   if (!calibration.defined() || calibration.dim() != 4 || calibration.size(0) < 1)
     fail("calibration data", "a non-empty N x C x H x W batch",
          calibration.defined() ? c10::str(calibration.sizes()) : std::string("none"));
@@ -161,8 +171,11 @@ class FloatStatistics : public Observer {
     if (second_moments_) input_moments[node.id] = input_second_moments(node, inputs[0]);
     if (keep_inputs_) this->inputs[node.id] = inputs[0];
     output_mean[node.id] = channel_mean(output);
+    const at::Tensor& w = node.param("weight");
+    macs[node.id] = output.numel() / output.size(0) * (w.numel() / w.size(0));
   }
   std::map<int, at::Tensor> input_moments, output_mean, inputs;
+  std::map<int, int64_t> macs;  // multiply-accumulates per image
 
  private:
   bool second_moments_, keep_inputs_;
@@ -303,6 +316,65 @@ class PointObserver : public Observer {
   const std::vector<int>& point_of_node_;
 };
 
+// KL(p_float || p) of the softmax outputs, mean over images.
+double output_divergence(const at::Tensor& reference_logits, const at::Tensor& logits) {
+  const at::Tensor p = at::log_softmax(reference_logits.to(at::kDouble), 1), q = at::log_softmax(logits.to(at::kDouble), 1);
+  return (p.exp() * (p - q)).sum(1).mean().item<double>();
+}
+
+// Step 2a: per-layer weight bits by the exact ILP of bit_allocation.h. A
+// layer's sensitivity at b bits is the output divergence of the float model
+// with only that layer's weights quantized to b bits (the clip of step 2).
+std::map<int, int> allocate_weight_bits(const Graph& folded, const at::Tensor& calibration, const QuantizeOptions& o,
+                                        const FloatStatistics& statistics, QuantizeReport& report) {
+  const at::Tensor reference = forward(folded, calibration);
+  std::vector<LayerBitOptions> layers;
+  std::vector<int> ids;
+  Progress progress("mixed precision sensitivity", static_cast<int64_t>(statistics.macs.size() * o.candidate_bits.size()), o.quiet);
+  int64_t done = 0;
+  for (const Node& n : folded.nodes) {
+    if (n.op != Op::Conv2d && n.op != Op::Linear) continue;
+    LayerBitOptions layer{n.name, {}};
+    for (int bits : o.candidate_bits) {
+      const WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
+                                            o.weight_objective == WeightObjective::kOutput ? statistics.input_moments.at(n.id) : at::Tensor());
+      Graph trial = folded;
+      trial.nodes[static_cast<size_t>(n.id)].params["weight"] = q.dequantized();
+      BitOption option;
+      option.weight_bits = bits, option.activation_bits = o.activation_bits;
+      option.sensitivity = std::max(0.0, output_divergence(reference, forward(trial, calibration)));
+      option.size_bits = static_cast<double>(n.param("weight").numel()) * bits;
+      option.bops = static_cast<double>(statistics.macs.at(n.id)) * bits * o.activation_bits;
+      layer.options.push_back(option);
+      progress.update(++done, n.name);
+    }
+    layers.push_back(layer);
+    ids.push_back(n.id);
+  }
+  progress.finish();
+  BitBudget budget;
+  double parameters = 0;
+  for (const Node& n : folded.nodes)
+    if (n.op == Op::Conv2d || n.op == Op::Linear) parameters += static_cast<double>(n.param("weight").numel());
+  if (o.size_budget_bits_per_weight > 0) budget.size_bits = o.size_budget_bits_per_weight * parameters;
+  if (o.bops_budget > 0) budget.bops = o.bops_budget;
+  const BitAllocation allocation = allocate_bits(layers, budget);
+  std::map<int, int> chosen;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const BitOption& pick = layers[l].options[static_cast<size_t>(allocation.choice[l])];
+    chosen[ids[l]] = pick.weight_bits;
+    MixedPrecisionLayer row{layers[l].name, pick.weight_bits, {}, {}};
+    for (const BitOption& option : layers[l].options) {
+      row.candidate_bits.push_back(option.weight_bits);
+      row.sensitivity.push_back(option.sensitivity);
+    }
+    report.mixed_precision.push_back(row);
+  }
+  report.predicted_divergence = allocation.sensitivity;
+  report.bops = allocation.bops;
+  return chosen;
+}
+
 }  // namespace
 
 BiasCorrection parse_bias_correction(const std::string& text, const std::string& option) {
@@ -348,12 +420,19 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   FloatStatistics statistics(output_objective, reconstruct);
   forward(folded, calibration, &statistics);
 
+  // Step 2a: mixed precision.
+  std::map<int, int> mixed_bits;
+  if (o.size_budget_bits_per_weight > 0 || o.bops_budget > 0)
+    mixed_bits = allocate_weight_bits(folded, calibration, o, statistics, report);
+
   // Step 2: weights.
   for (const Node& n : folded.nodes) {
     if (n.op != Op::Conv2d && n.op != Op::Linear) continue;
     const bool first = points.scale_source[static_cast<size_t>(n.inputs[0])] == 0;
     const bool last = n.id == folded.output;
-    const int bits = (first || last) && o.first_last_bits > 0 ? o.first_last_bits : o.weight_bits;
+    const int bits = mixed_bits.count(n.id)                          ? mixed_bits.at(n.id)
+                     : (first || last) && o.first_last_bits > 0 ? o.first_last_bits
+                                                                : o.weight_bits;
     WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
                                     output_objective ? statistics.input_moments.at(n.id) : at::Tensor());
     LayerReport layer;

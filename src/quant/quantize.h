@@ -63,8 +63,16 @@ struct QuantizeOptions {
   double residual_budget = 0.0;  // F in [0, 1]
   BiasCorrection bias_correction = BiasCorrection::kFull;
   WeightObjective weight_objective = WeightObjective::kOutput;
-  ReconstructOptions reconstruct;  // step 5b; method kNone skips it
+  ReconstructOptions reconstruct;  // step 5b; method kNone (the library's default) skips it; dfq quantize
+                                   // defaults to adaround
   bool quiet = true;               // progress of the long steps on stderr
+  // Step 2a, mixed precision: when a budget is set, each layer's weight bits are
+  // chosen from candidate_bits by an exact ILP (bit_allocation.h) minimizing the
+  // summed per-layer output divergence within the average bits per weight and/or
+  // the bit-operations (MACs x weight bits x activation bits, per image).
+  double size_budget_bits_per_weight = 0.0;  // 0: none
+  double bops_budget = 0.0;                  // 0: none
+  std::vector<int> candidate_bits = {2, 3, 4, 6, 8};
   bool cross_layer_equalization = false;  // step 1, after folding (equalize.h)
   EqualizeOptions equalization;
 };
@@ -93,11 +101,21 @@ struct PointReport {
   double activation_sqnr_db = 0.0; // on the calibration batch
 };
 
+// One layer's row of the mixed-precision table.
+struct MixedPrecisionLayer {
+  std::string name;
+  int chosen_bits = 0;
+  std::vector<int> candidate_bits;
+  std::vector<double> sensitivity;  // KL(float || only this layer quantized), per candidate
+};
+
 struct QuantizeReport {
   std::vector<LayerReport> layers;
   std::vector<PointReport> points;
   EqualizeReport equalization;     // empty unless cross_layer_equalization
   double weight_bits_total = 0.0;  // stored weight bits incl. residual tensors
+  std::vector<MixedPrecisionLayer> mixed_precision;  // empty without a budget
+  double predicted_divergence = 0.0, bops = 0.0;     // the ILP's objective and BOPs
   double seconds = 0.0;
 };
 
