@@ -5,7 +5,8 @@
 # synth, direct, seed 0) and on the 1,000 real training images; every model
 # evaluated by the simulated engine and by the integer engine.
 # Writes every run's JSON to results/quant/ and the table (bench/quant_table.py) to results/quant/accuracy.md.
-# usage: bench/quant_accuracy.sh   (env MODELS="20 56", CONFIGS="8 8,6 6,4 8,4 4")
+# usage: bench/quant_accuracy.sh   (env MODELS="20 56", CONFIGS="8 8,6 6,4 8,4 4", CALIBS="synthetic real",
+#        BUDGETS="0 0.25" to run a subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=../shared
@@ -24,10 +25,10 @@ for depth in $models; do
     --json "$out/$m-fp32.json" >/dev/null
   for cfg in "${configs[@]}"; do
     read -r w a <<<"$cfg"
-    for calib in synthetic real; do
+    for calib in ${CALIBS:-synthetic real}; do
       src="build/quant/$m-synth"; [ "$calib" = real ] && src="$shared/datasets/cifar10-train-1k"
       count=256; [ "$calib" = real ] && count=1000
-      for budget in 0 0.25; do
+      for budget in ${BUDGETS:-0 0.25}; do
         name="$m-w${w}a${a}-$calib-res$budget"
         build/dfq quantize --model "$shared/weights/$m.pt" --preset cifar --wbits "$w" --abits "$a" \
           --residual-budget "$budget" --calib "$src" --calib-count "$count" --out "build/quant/$name.dfq" \
