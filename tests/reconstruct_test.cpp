@@ -155,6 +155,7 @@ TEST(Reconstruct, PipelineLowersTheOutputErrorOfTheEmbeddedModel) {
     o.reconstruct.iterations = 300;
     const QuantizedModel rebuilt = quantize_model(g, calib, o, report);
     EXPECT_EQ(rebuilt.config.reconstruction, "adaround");
+    EXPECT_EQ(report.weight_bits_total, plain_report.weight_bits_total);  // same integers' count and widths
     double changed = 0;
     for (const LayerReport& l : report.layers) {
       EXPECT_LE(l.reconstruction_error_after, l.reconstruction_error_before + 1e-9) << l.name;

@@ -488,7 +488,6 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     Reconstructor reconstructor(model, simulated, statistics.inputs, o.reconstruct, o.quiet);
     forward(simulated, calibration, &reconstructor);
     statistics.inputs.clear();
-    report.weight_bits_total = 0;
     for (LayerReport& layer : report.layers) {
       const RoundingResult& r = reconstructor.results.at(layer.node);
       const WeightQuant& q = model.weights.at(layer.node);
