@@ -325,16 +325,19 @@ double output_divergence(const at::Tensor& reference_logits, const at::Tensor& l
 // Step 2a: per-layer weight bits by the exact ILP of bit_allocation.h. A
 // layer's sensitivity at b bits is the output divergence of the float model
 // with only that layer's weights quantized to b bits (the clip of step 2).
-std::map<int, int> allocate_weight_bits(const Graph& folded, const at::Tensor& calibration, const QuantizeOptions& o,
-                                        const FloatStatistics& statistics, QuantizeReport& report) {
-  const at::Tensor reference = forward(folded, calibration);
+// `reference` is the float model's logits on the calibration batch.
+std::map<int, int> allocate_weight_bits(const Graph& folded, const at::Tensor& calibration, const at::Tensor& reference,
+                                        const QuantizeOptions& o, const FloatStatistics& statistics,
+                                        QuantizeReport& report) {
   std::vector<LayerBitOptions> layers;
+  double parameters = 0;
   std::vector<int> ids;
   Progress progress("mixed precision sensitivity", static_cast<int64_t>(statistics.macs.size() * o.candidate_bits.size()), o.quiet);
   int64_t done = 0;
   for (const Node& n : folded.nodes) {
     if (n.op != Op::Conv2d && n.op != Op::Linear) continue;
     LayerBitOptions layer{n.name, {}};
+    parameters += static_cast<double>(n.param("weight").numel());
     for (int bits : o.candidate_bits) {
       const WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
                                             o.weight_objective == WeightObjective::kOutput ? statistics.input_moments.at(n.id) : at::Tensor());
@@ -353,9 +356,6 @@ std::map<int, int> allocate_weight_bits(const Graph& folded, const at::Tensor& c
   }
   progress.finish();
   BitBudget budget;
-  double parameters = 0;
-  for (const Node& n : folded.nodes)
-    if (n.op == Op::Conv2d || n.op == Op::Linear) parameters += static_cast<double>(n.param("weight").numel());
   if (o.size_budget_bits_per_weight > 0) budget.size_bits = o.size_budget_bits_per_weight * parameters;
   if (o.bops_budget > 0) budget.bops = o.bops_budget;
   const BitAllocation allocation = allocate_bits(layers, budget);
@@ -418,12 +418,12 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   const bool output_objective = o.weight_objective == WeightObjective::kOutput;
   const bool reconstruct = o.reconstruct.method != Reconstruction::kNone;
   FloatStatistics statistics(output_objective, reconstruct);
-  forward(folded, calibration, &statistics);
+  const at::Tensor float_logits = forward(folded, calibration, &statistics);
 
   // Step 2a: mixed precision.
   std::map<int, int> mixed_bits;
   if (o.size_budget_bits_per_weight > 0 || o.bops_budget > 0)
-    mixed_bits = allocate_weight_bits(folded, calibration, o, statistics, report);
+    mixed_bits = allocate_weight_bits(folded, calibration, float_logits, o, statistics, report);
 
   // Step 2: weights.
   for (const Node& n : folded.nodes) {

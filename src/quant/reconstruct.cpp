@@ -218,13 +218,14 @@ RoundingResult reconstruct_rounding(const at::Tensor& weight, const at::Tensor& 
   const at::Tensor allowed_lo = o.method == Reconstruction::kAdaRound ? floor_x.clamp(lo, hi) : at::full_like(q, lo);
   const at::Tensor allowed_hi = o.method == Reconstruction::kAdaRound ? (floor_x + 1).clamp(lo, hi) : at::full_like(q, hi);
   q = refine_by_single_moves(q, b, s, cov.qq, t, allowed_lo, allowed_hi);
+  double error = relative_error(q);
   // The same moves from the starting integers sometimes end lower still.
   const at::Tensor from_start =
       refine_by_single_moves(at::max(at::min(q0, allowed_hi), allowed_lo), b, s, cov.qq, t, allowed_lo, allowed_hi);
-  if (relative_error(from_start) < relative_error(q)) q = from_start;
+  if (const double e = relative_error(from_start); e < error) q = from_start, error = e;
   RoundingResult r;
   r.error_before = relative_error(q0);
-  r.error_after = relative_error(q);
+  r.error_after = error;
   r.changed = q.ne(q0).to(at::kDouble).mean().item<double>();
   // Never worse than the start on the objective itself.
   if (r.error_after > r.error_before) {
