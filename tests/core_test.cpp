@@ -17,13 +17,10 @@
 
 namespace fs = std::filesystem;
 using namespace dfq;
-using dfq::testing::error_of;
+using namespace dfq::testing;
 
 namespace {
 
-const fs::path kSource = DFQ_SOURCE_DIR;
-const fs::path kFixtures = kSource / "tests" / "data" / "models";
-const fs::path kShared = kSource.parent_path() / "shared";
 
 at::Tensor seeded_input(const std::vector<int64_t>& shape, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);

@@ -19,14 +19,10 @@
 
 namespace fs = std::filesystem;
 using namespace dfq;
-using dfq::testing::error_of;
+using namespace dfq::testing;
 
 namespace {
 
-const fs::path kSource = DFQ_SOURCE_DIR;
-const fs::path kFixtures = kSource / "tests" / "data" / "models";
-const fs::path kShared = kSource / ".." / "shared";
-const std::string kModel = (kSource / "weights" / "fashion_cnn.pt").string();
 
 at::Tensor seeded(std::vector<int64_t> shape, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);

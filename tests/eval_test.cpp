@@ -23,9 +23,11 @@
 #include "eval/batch_loader.h"
 #include "eval/image_folder.h"
 #include "eval/preprocess.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace dfq;
+using namespace dfq::testing;
 
 // Expects `statement` to throw dfq::Error with a one-line message containing `fragment`.
 #define EXPECT_DFQ_ERROR(statement, fragment)                                                \
@@ -47,12 +49,6 @@ using namespace dfq;
 
 namespace {
 
-#ifdef DFQ_SOURCE_DIR
-const fs::path kSource = DFQ_SOURCE_DIR;
-#else
-const fs::path kSource = fs::current_path();
-#endif
-const fs::path kShared = kSource / ".." / "shared";
 
 // A fresh directory under /tmp, removed with everything in it at the end of the test.
 class TempDir {

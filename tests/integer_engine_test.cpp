@@ -22,13 +22,10 @@
 
 namespace fs = std::filesystem;
 using namespace dfq;
-using dfq::testing::error_of;
+using namespace dfq::testing;
 
 namespace {
 
-const fs::path kSource = DFQ_SOURCE_DIR;
-const fs::path kFixtures = kSource / "tests" / "data" / "models";
-const fs::path kShared = kSource / ".." / "shared";
 
 // round(x * m / 2^s) half away from zero, from the definition in 128-bit integers.
 int64_t exact_requantize(int64_t x, Dyadic d) {

@@ -21,12 +21,10 @@
 
 namespace fs = std::filesystem;
 using namespace dfq;
-using dfq::testing::error_of;
+using namespace dfq::testing;
 
 namespace {
 
-const fs::path kSource = DFQ_SOURCE_DIR;
-const std::string kModel = (kSource / "weights" / "fashion_cnn.pt").string();
 
 // Round half away from zero, in double, from its definition.
 double reference_quantize(double x, double scale, QuantRange r) {

@@ -141,7 +141,7 @@ TEST(Reconstruct, RefusesMismatchedShapesAndNone) {
 // no layer's output error grows, the logits move closer to the float model's
 // than with nearest rounding, and the integer engine stays bit-exact.
 TEST(Reconstruct, PipelineLowersTheOutputErrorOfTheEmbeddedModel) {
-  const Graph g = import_torchscript(std::string(DFQ_SOURCE_DIR) + "/weights/fashion_cnn.pt");
+  const Graph g = import_torchscript(dfq::testing::kModel);
   auto gen = generator(6);
   const at::Tensor calib = at::randn({64, 1, 28, 28}, gen);
   const at::Tensor reference = forward(g, calib);

@@ -15,13 +15,14 @@
 #include "eval/preprocess.h"
 #include "synth/generator.h"
 
+using namespace dfq::testing;
+
 namespace {
 
 namespace fs = std::filesystem;
-const fs::path kSource = DFQ_SOURCE_DIR;
 
 const dfq::Graph& fashion_graph() {
-  static const dfq::Graph graph = dfq::import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  static const dfq::Graph graph = dfq::import_torchscript(kModel);
   return graph;
 }
 
@@ -46,7 +47,6 @@ fs::path temp_path(const std::string& name) {
   return fs::temp_directory_path() / ("dfq_gen_test_" + std::to_string(::getpid()) + "_" + name);
 }
 
-using dfq::testing::error_of;
 
 TEST(GeneratorSynth, TrainingLowersBnLossAndHitsTargets) {
   dfq::GeneratorOptions options;

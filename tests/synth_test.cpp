@@ -20,12 +20,10 @@
 
 namespace fs = std::filesystem;
 using namespace dfq;
-using dfq::testing::error_of;
+using namespace dfq::testing;
 
 namespace {
 
-const fs::path kSource = DFQ_SOURCE_DIR;
-const std::string kModel = (kSource / "weights" / "fashion_cnn.pt").string();
 
 
 // input -> bn: one BN layer on the raw input, so the loss has a closed form.
