@@ -159,6 +159,8 @@ expect "--reconstruct-iters with --reconstruct none is refused" 1 "--reconstruct
 expect "mixed precision at 4 bits/weight chooses per-layer bits" 0 "mixed precision \(ILP" -- \
   "${q[@]}" --size-budget 4 --candidate-bits 2,4,8 --reconstruct-iters 50 --json "$tmp/mp.json" --quiet
 grep -q '"mixed_precision"' "$tmp/mp.json" && ok "quantize JSON has mixed_precision" || bad "quantize JSON has mixed_precision"
+expect "--first-last-bits with a BOPs budget is refused" 1 "--first-last-bits.*ILP chooses every layer" -- \
+  "${q[@]}" --bops-budget 1e9 --first-last-bits 8
 expect "--wbits with a size budget is refused" 1 "--wbits.*ILP chooses" -- "${q[@]}" --size-budget 4 --wbits 4
 expect "--candidate-bits without a budget is refused" 1 "--candidate-bits.*--size-budget" -- "${q[@]}" --candidate-bits 2,4
 expect "malformed --candidate-bits is refused" 1 "--candidate-bits.*comma-separated" -- "${q[@]}" --size-budget 4 --candidate-bits 4,,8

@@ -47,7 +47,7 @@ void validate(const QuantizeOptions& o, const at::Tensor& calibration) {
   for (int bits : o.candidate_bits) check_bits(bits, "--candidate-bits");
   if ((o.size_budget_bits_per_weight > 0 || o.bops_budget > 0) && o.candidate_bits.empty())
     fail("--candidate-bits", "at least one weight bit width", "none");
-  if (o.size_budget_bits_per_weight > 0 && o.first_last_bits > 0)
+  if ((o.size_budget_bits_per_weight > 0 || o.bops_budget > 0) && o.first_last_bits > 0)
     fail("--first-last-bits", "no fixed first/last bits with a mixed-precision budget (the ILP chooses every layer)",
          std::to_string(o.first_last_bits));
   if (!calibration.defined() || calibration.dim() != 4 || calibration.size(0) < 1)
