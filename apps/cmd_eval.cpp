@@ -41,9 +41,7 @@ const char* kUsage =
 
 }  // namespace
 
-int run_eval(int argc, char** argv) {
-  EvalCommand cmd;
-  po::options_description options("dfq eval options");
+static void describe_options(po::options_description& options, EvalCommand& cmd) {
   options.add_options()
       ("help,h", "show this help")
       ("model", po::value(&cmd.model), "TorchScript model file (torch.jit.trace + save), evaluated in FP32")
@@ -70,6 +68,19 @@ int run_eval(int argc, char** argv) {
        "run batch norm as a separate op instead of folding it into the preceding convolution")
       ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
   add_preprocess_options(options, cmd.preprocess);
+}
+
+po::options_description eval_options() {
+  static EvalCommand ignored;
+  po::options_description options("dfq eval options");
+  describe_options(options, ignored);
+  return options;
+}
+
+int run_eval(int argc, char** argv) {
+  EvalCommand cmd;
+  po::options_description options("dfq eval options");
+  describe_options(options, cmd);
   po::variables_map vm;
   if (!parse(argc, argv, options, kUsage, &vm)) return 0;
   if (cmd.model.empty() == cmd.qmodel.empty())

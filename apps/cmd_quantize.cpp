@@ -96,9 +96,7 @@ nlohmann::json equalization_json(const EqualizeReport& r, const EqualizeOptions&
 
 }  // namespace
 
-int run_quantize(int argc, char** argv) {
-  QuantizeCommand cmd;
-  po::options_description options("dfq quantize options");
+static void describe_options(po::options_description& options, QuantizeCommand& cmd) {
   options.add_options()
       ("help,h", "show this help")
       ("model", po::value(&cmd.model)->required(), "TorchScript model file")
@@ -149,6 +147,19 @@ int run_quantize(int argc, char** argv) {
       ("threads", po::value(&cmd.threads)->default_value(cmd.threads), "compute threads (0: all cores)")
       ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
   add_preprocess_options(options, cmd.preprocess);
+}
+
+po::options_description quantize_options() {
+  static QuantizeCommand ignored;
+  po::options_description options("dfq quantize options");
+  describe_options(options, ignored);
+  return options;
+}
+
+int run_quantize(int argc, char** argv) {
+  QuantizeCommand cmd;
+  po::options_description options("dfq quantize options");
+  describe_options(options, cmd);
   po::variables_map vm;
   if (!parse(argc, argv, options, kUsage, &vm)) return 0;
   if (vm.count("calib-data")) {

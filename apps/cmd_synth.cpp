@@ -83,9 +83,7 @@ void check_out_directory(const std::string& out) {
 
 }  // namespace
 
-int run_synth(int argc, char** argv) {
-  SynthCommand cmd;
-  po::options_description options("dfq synth options");
+static void describe_options(po::options_description& options, SynthCommand& cmd) {
   options.add_options()
       ("help,h", "show this help")
       ("model", po::value(&cmd.model)->required(), "TorchScript model file with batch-norm layers")
@@ -114,6 +112,19 @@ int run_synth(int argc, char** argv) {
       ("threads", po::value(&cmd.threads)->default_value(cmd.threads), "compute threads (0: all cores)")
       ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
   add_preprocess_options(options, cmd.preprocess);
+}
+
+po::options_description synth_options() {
+  static SynthCommand ignored;
+  po::options_description options("dfq synth options");
+  describe_options(options, ignored);
+  return options;
+}
+
+int run_synth(int argc, char** argv) {
+  SynthCommand cmd;
+  po::options_description options("dfq synth options");
+  describe_options(options, cmd);
   po::variables_map vm;
   if (!parse(argc, argv, options, kUsage, &vm)) return 0;
   if (cmd.method != "direct" && cmd.method != "generator")

@@ -3,11 +3,20 @@
 // dfq::Error and reported by main.
 #pragma once
 
+#include <boost/program_options.hpp>
+
 namespace dfq::cli {
 
 int run_eval(int argc, char** argv);
 int run_info(int argc, char** argv);
 int run_synth(int argc, char** argv);
 int run_quantize(int argc, char** argv);
+int run_run(int argc, char** argv);
+
+// Each sub-command's options, bound to throwaway values: `dfq run` accepts
+// their union and routes every option to the stages that take it.
+boost::program_options::options_description synth_options();
+boost::program_options::options_description quantize_options();
+boost::program_options::options_description eval_options();
 
 }  // namespace dfq::cli

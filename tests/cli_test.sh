@@ -167,6 +167,35 @@ expect "malformed --candidate-bits is refused" 1 "--candidate-bits.*comma-separa
 [ ! -e "$tmp/x.dfq.tmp" ] && ok "no partial artifact left behind" || bad "no partial artifact left behind"
 
 # Reference figures on ../shared (FP32 top-1 to +-2 images).
+# dfq run: the whole pipeline into one folder, then the same again from the cache.
+r0=("$dfq" run --model "$model" --data "$data" --preset fashion-mnist --calib-count 32 --reconstruct none --limit 300
+    --cache "$tmp/cache" --quiet)
+r=("${r0[@]}" --wbits 4 --abits 4 --iters 20)
+expect "dfq run writes the card" 0 "wrote .*card.md" -- "${r[@]}" --out "$tmp/run"
+for f in card.md card.json model.dfq quantize.json fp32.json integer.json synth.json synth/images.pt; do
+  [ -s "$tmp/run/$f" ] && ok "dfq run wrote $f" || bad "dfq run wrote $f"
+done
+ls "$tmp/run/synth/png" 2>/dev/null | grep -q . && ok "dfq run wrote the synthetic PNGs" || bad "dfq run wrote the synthetic PNGs"
+for key in sha256 choices results drop_top1 stages machine command_line artifact_bytes; do
+  grep -q "\"$key\"" "$tmp/run/card.json" && ok "card.json has $key" || bad "card.json has $key"
+done
+grep -q "$(sha256sum "$model" | cut -c1-64)" "$tmp/run/card.json" && ok "card names the model by its SHA-256" ||
+  bad "card names the model by its SHA-256"
+expect "dfq run again reuses the synthetic set" 0 "reused +synthetic set" -- "${r[@]}" --out "$tmp/run"
+expect "dfq run again reuses the FP32 evaluation" 0 "reused +FP32 evaluation" -- "${r[@]}" --out "$tmp/run"
+expect "dfq run with another seed synthesizes again" 0 "== 2/5" -- "${r[@]}" --out "$tmp/run2" --seed 1
+grep -q "reused *synthetic" "$tmp/out" && bad "another seed must not reuse the synthetic set" ||
+  ok "another seed does not reuse the synthetic set"
+expect "dfq run refuses --batch (which stage?)" 1 "--batch: .*--synth-batch.*--eval-batch" -- "${r[@]}" --out "$tmp/r3" --batch 8
+expect "dfq run refuses synthesis options with real calibration data" 1 "--method: .*given calibration data" -- \
+  "${r0[@]}" --out "$tmp/r3" --calib-data "$data" --method generator
+expect "dfq run routes an invalid quantize option to its check" 1 "--wbits.*2 to 8|--wbits.*2\.\.8" -- \
+  "${r0[@]}" --out "$tmp/r3" --iters 20 --wbits 9
+[ ! -e "$tmp/r3" ] && ok "a failed dfq run leaves no run folder" || bad "a failed dfq run leaves no run folder"
+mkdir -p "$tmp/foreign" && echo keep >"$tmp/foreign/notes.txt"
+expect "dfq run refuses a non-empty folder it did not write" 1 "did not write" -- "${r[@]}" --out "$tmp/foreign"
+[ -f "$tmp/foreign/notes.txt" ] && ok "the foreign folder is untouched" || bad "the foreign folder is untouched"
+
 check_reference() {
   local name="$1" file="$2" want="$3"
   if [ ! -f "$shared/weights/$file" ]; then skip "$name: ../shared not found"; return; fi
