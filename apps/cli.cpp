@@ -101,6 +101,8 @@ void check_output(const std::string& option, const std::string& path,
                           : fs::absolute(path, ec).lexically_normal() == fs::absolute(input, ec).lexically_normal();
     if (same) fail(option + " '" + path + "'", "a file other than " + input_option, "the same file");
   }
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(option + " '" + path + "'", "a file name", "an existing directory");
   check_writable(option, path);
 }
 

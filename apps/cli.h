@@ -52,9 +52,9 @@ void require_at_least(const std::string& option, int64_t value, int64_t minimum)
 // Throws dfq::Error unless value is finite and >= 0.
 void require_non_negative(const std::string& option, double value);
 
-// Checks an output path before any slow work: writable (core/atomic_file.h
-// check_writable) and not the same file as any of `inputs` ({option, path}),
-// which writing would destroy. Throws dfq::Error naming the option.
+// Checks an output file before any slow work: not a directory, writable
+// (core/atomic_file.h check_writable) and not the same file as any of `inputs`
+// ({option, path}), which writing would destroy. Throws dfq::Error naming the option.
 void check_output(const std::string& option, const std::string& path,
                   const std::vector<std::pair<std::string, std::string>>& inputs = {});
 

@@ -87,7 +87,7 @@ static void describe_options(po::options_description& options, SynthCommand& cmd
   options.add_options()
       ("help,h", "show this help")
       ("model", po::value(&cmd.model)->required(), "TorchScript model file with batch-norm layers")
-      ("out", po::value(&cmd.out)->required(), "output directory (created)")
+      ("out", po::value(&cmd.out)->required(), "output directory: new, empty, or an earlier synth output (replaced as a whole)")
       ("method", po::value(&cmd.method)->default_value(cmd.method), "direct (optimize pixels) | generator (train G(z, y))")
       ("count", po::value(&cmd.count)->default_value(cmd.count), "images to produce")
       ("batch", po::value(&cmd.batch)->default_value(cmd.batch), "images optimized together")
@@ -169,7 +169,7 @@ int run_synth(int argc, char** argv) {
     fail("model '" + cmd.model + "'", "batch-norm layers whose statistics synthesis can match",
          "none (calibrate such a model on real images instead: dfq quantize --calib-data DIR)");
   check_out_directory(cmd.out);
-  check_output("--out", cmd.out, {{"--model", cmd.model}});
+  check_writable("--out", cmd.out);
   if (!cmd.json.empty()) check_output("--json", cmd.json, {{"--model", cmd.model}});
   if (!cmd.save_generator.empty())
     check_output("--save-generator", cmd.save_generator, {{"--model", cmd.model}, {"--json", cmd.json}});

@@ -164,6 +164,8 @@ save_generator_not_writable | synth   | --save-generator under a regular file | 
 out_not_writable_quantize  | quantize | --out under a regular file      | blocker data       | 1 | --out '.*blocker/q\.dfq': expected a writable location | $O/q.dfq | dfq quantize --model $M --preset fashion-mnist --calib-data $D --reconstruct none --out $B/q.dfq
 json_not_writable_quantize | quantize | --json under a regular file (--out fine) | blocker data | 1 | --json '.*blocker/q\.json': expected a writable location | $O/q.dfq | dfq quantize --model $M --preset fashion-mnist --calib-data $D --reconstruct none --out $O/q.dfq --json $B/q.json
 json_not_writable_eval     | eval     | --json under a regular file     | blocker data       | 1 | --json '.*blocker/e\.json': expected a writable location | - | dfq eval --model $M --data $D --preset fashion-mnist --json $B/e.json
+out_is_directory_quantize  | quantize | --out an existing directory     | -                  | 1 | --out '.*out': expected a file name, found an existing directory | - | dfq quantize --model $M --preset fashion-mnist --out $O
+json_is_directory_eval     | eval     | --json an existing directory    | data               | 1 | --json '.*out': expected a file name, found an existing directory | - | dfq eval --model $M --data $D --preset fashion-mnist --json $O
 readonly_fs_synth          | synth    | --out on a read-only tmpfs      | -                  | 1 | --out '.*mnt/s': expected a writable location, found .*[Rr]ead-only file system | $O/s | on_tmpfs 1m ro dfq synth --model $M --preset fashion-mnist --count 2 --batch 2 --iters 1 --out $T/mnt/s
 readonly_fs_quantize       | quantize | --out on a read-only tmpfs      | data               | 1 | --out '.*mnt/q\.dfq': expected a writable location, found .*[Rr]ead-only file system | $O/q.dfq | on_tmpfs 1m ro dfq quantize --model $M --preset fashion-mnist --calib-data $D --reconstruct none --out $T/mnt/q.dfq
 readonly_fs_eval           | eval     | --json on a read-only tmpfs     | data               | 1 | --json '.*mnt/e\.json': expected a writable location, found .*[Rr]ead-only file system | - | on_tmpfs 1m ro dfq eval --model $M --data $D --preset fashion-mnist --json $T/mnt/e.json
@@ -300,9 +302,12 @@ on_tmpfs() {
 # as_nobody CMD...: CMD without root privileges (a mode-000 file is readable by root).
 as_nobody() {
   if [ "$(id -u)" -ne 0 ]; then "$@"; return; fi
-  if ! command -v setpriv >/dev/null; then skip_case "setpriv not found: cannot drop root"; return 0; fi
+  local drop=(setpriv --reuid=65534 --regid=65534 --clear-groups)
   chmod 755 "$T"
-  setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
+  if ! command -v setpriv >/dev/null || ! "${drop[@]}" "$dfq_bin" --help >/dev/null 2>&1; then
+    skip_case "cannot run build/dfq as user nobody here (setpriv, or the checkout's directory modes)"; return 0
+  fi
+  "${drop[@]}" "$@"
 }
 
 # ---------------------------------------------------------------- one case
