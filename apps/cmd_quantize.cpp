@@ -304,6 +304,13 @@ int run_quantize(int argc, char** argv) {
         row += " " + std::to_string(l.candidate_bits[k]) + ":" + c10::str(l.sensitivity[k]);
       std::printf("%-28s %6d %s\n", l.name.c_str(), l.chosen_bits, row.c_str());
     }
+    std::printf("\nsize/divergence trade-off (the ILP's optimum per size budget, same BOPs limit)\n%14s %22s %12s\n",
+                "bits/weight", "predicted divergence", "BOPs/image");
+    for (const ParetoPoint& p : report.pareto)
+      if (p.feasible)
+        std::printf("%14.1f %22.4g %12.4g\n", p.bits_per_weight, p.predicted_divergence, p.bops);
+      else
+        std::printf("%14.1f %22s %12s\n", p.bits_per_weight, "infeasible", "-");
   }
   std::printf("\n%-28s %-16s %10s %10s %10s\n", "activation point", "range", "scale", "clip", "A SQNR dB");
   for (const PointReport& p : report.points)
@@ -348,8 +355,13 @@ int run_quantize(int argc, char** argv) {
       for (const MixedPrecisionLayer& l : report.mixed_precision)
         rows.push_back({{"name", l.name}, {"bits", l.chosen_bits}, {"candidate_bits", l.candidate_bits},
                         {"sensitivity", l.sensitivity}});
+      nlohmann::json pareto = nlohmann::json::array();
+      for (const ParetoPoint& p : report.pareto)
+        pareto.push_back({{"bits_per_weight", p.bits_per_weight}, {"feasible", p.feasible},
+                          {"predicted_divergence", p.predicted_divergence}, {"bops", p.bops}});
       j["mixed_precision"] = {{"size_budget_bits_per_weight", o.size_budget_bits_per_weight}, {"bops_budget", o.bops_budget},
-                              {"predicted_divergence", report.predicted_divergence}, {"bops", report.bops}, {"layers", rows}};
+                              {"predicted_divergence", report.predicted_divergence}, {"bops", report.bops}, {"layers", rows},
+                              {"pareto", pareto}};
     }
     if (o.cross_layer_equalization) j["equalization"] = equalization_json(report.equalization, o.equalization);
     try {

@@ -159,6 +159,15 @@ expect "--reconstruct-iters with --reconstruct none is refused" 1 "--reconstruct
 expect "mixed precision at 4 bits/weight chooses per-layer bits" 0 "mixed precision \(ILP" -- \
   "${q[@]}" --size-budget 4 --candidate-bits 2,4,8 --reconstruct-iters 50 --json "$tmp/mp.json" --quiet
 grep -q '"mixed_precision"' "$tmp/mp.json" && ok "quantize JSON has mixed_precision" || bad "quantize JSON has mixed_precision"
+# The trade-off table: half-bit budgets from 2 to 8, predicted divergence never rising with the budget.
+grep -Eq "^ +2\.0 .*$" "$tmp/out" && grep -Eq "^ +8\.0 " "$tmp/out" && ok "mixed precision prints the size trade-off" ||
+  bad "mixed precision prints the size trade-off"
+if /usr/bin/python3 -c "
+import json, sys
+rows = json.load(open('$tmp/mp.json'))['mixed_precision']['pareto']
+d = [r['predicted_divergence'] for r in rows if r['feasible']]
+sys.exit(0 if len(rows) == 13 and len(d) >= 12 and all(a >= b - 1e-12 for a, b in zip(d, d[1:])) else 1)"; then
+  ok "the trade-off's divergence falls as the budget grows"; else bad "the trade-off's divergence falls as the budget grows"; fi
 expect "--first-last-bits with a BOPs budget is refused" 1 "--first-last-bits.*ILP chooses every layer" -- \
   "${q[@]}" --bops-budget 1e9 --first-last-bits 8
 expect "--wbits with a size budget is refused" 1 "--wbits.*ILP chooses" -- "${q[@]}" --size-budget 4 --wbits 4

@@ -377,6 +377,18 @@ std::map<int, int> allocate_weight_bits(const Graph& folded, const at::Tensor& c
   }
   report.predicted_divergence = allocation.sensitivity;
   report.bops = allocation.bops;
+  // The trade-off around the choice, under the same BOPs limit: half-bit steps
+  // over the candidates' range (each an exact solve, milliseconds each).
+  std::vector<double> per_weight;
+  const auto [lowest, highest] = std::minmax_element(o.candidate_bits.begin(), o.candidate_bits.end());
+  for (double b = *lowest; b <= *highest + 1e-9; b += 0.5) per_weight.push_back(b);
+  std::vector<double> size_budgets;
+  for (double b : per_weight) size_budgets.push_back(b * parameters);
+  BitBudget other = budget;
+  other.size_bits = INFINITY;
+  const std::vector<ParetoRow> rows = pareto_by_size(layers, size_budgets, other);
+  for (size_t i = 0; i < rows.size(); ++i)
+    report.pareto.push_back({per_weight[i], rows[i].feasible, rows[i].allocation.sensitivity, rows[i].allocation.bops});
   return chosen;
 }
 

@@ -109,6 +109,13 @@ struct MixedPrecisionLayer {
   std::vector<double> sensitivity;  // KL(float || only this layer quantized), per candidate
 };
 
+// One row of the size/divergence trade-off the ILP sees (pareto_by_size).
+struct ParetoPoint {
+  double bits_per_weight = 0;
+  bool feasible = false;
+  double predicted_divergence = 0, bops = 0;
+};
+
 struct QuantizeReport {
   std::vector<LayerReport> layers;
   std::vector<PointReport> points;
@@ -116,6 +123,7 @@ struct QuantizeReport {
   double weight_bits_total = 0.0;  // stored weight bits incl. residual tensors
   std::vector<MixedPrecisionLayer> mixed_precision;  // empty without a budget
   double predicted_divergence = 0.0, bops = 0.0;     // the ILP's objective and BOPs
+  std::vector<ParetoPoint> pareto;  // with a budget: the ILP's optimum at 2, 2.5, ... 8 bits/weight
   double seconds = 0.0;
 };
 
