@@ -194,7 +194,7 @@ fx_data() {  # 10 class folders of two 28x28 greyscale PNGs: the embedded model'
     image "$T/data/$c/b.png" 28 28 1 "$((c + 10))"
   done
 }
-fx_rgb_data() {  # 5 class folders of 8x8 RGB PNGs for tests/data/models/linear.pt (no BN, 5 outputs)
+fx_rgb_data() {  # 5 class folders of 8x8 RGB PNGs for linear.pt (no BN) and fixed_size_linear.pt (5 outputs each)
   for c in 0 1 2 3 4; do mkdir -p "$T/rgb/$c"; image "$T/rgb/$c/a.png" 8 8 3 "$c"; image "$T/rgb/$c/b.png" 8 8 3 "$((c + 5))"; done
 }
 fx_rgb_big_data() { for c in 0 1 2 3 4; do mkdir -p "$T/rgbbig/$c"; image "$T/rgbbig/$c/a.png" 10 10 3 "$c"; done; }
@@ -330,6 +330,7 @@ run_case() {
   case " $args " in *" $command "*) ;; *) echo "table error: arguments do not run dfq $command"; return 2 ;; esac
 
   T="$(mktemp -d)"
+  # shellcheck disable=SC2034  # O, B and D are used by the eval'd arguments
   O="$T/out" B="$T/blocker" D="$T/data"
   trap 'rm -rf "$T"' EXIT
   mkdir -p "$O"
