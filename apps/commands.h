@@ -9,5 +9,6 @@ int run_eval(int argc, char** argv);
 int run_info(int argc, char** argv);
 int run_synth(int argc, char** argv);
 int run_quantize(int argc, char** argv);
+int run_report(int argc, char** argv);
 
 }  // namespace dfq::cli

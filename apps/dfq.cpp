@@ -19,7 +19,8 @@ const char* kHelp =
     "  eval      top-1/top-5 and images/s of a model (FP32, or a quantized .dfq) on an image folder\n"
     "  info      print the graph imported from a TorchScript model\n"
     "  synth     synthesize calibration images from the model's batch-norm statistics\n"
-    "  quantize  quantize a model (W2-8 A2-8) calibrated on synthetic or real images\n\n"
+    "  quantize  quantize a model (W2-8 A2-8) calibrated on synthetic or real images\n"
+    "  report    self-contained HTML report of a run folder (card, per-layer SQNR, plots, images)\n\n"
     "example:\n"
     "  dfq eval --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test --preset cifar\n";
 
@@ -37,7 +38,8 @@ int main(int argc, char** argv) {
     if (command == "info") return dfq::cli::run_info(argc - 1, argv + 1);
     if (command == "synth") return dfq::cli::run_synth(argc - 1, argv + 1);
     if (command == "quantize") return dfq::cli::run_quantize(argc - 1, argv + 1);
-    std::fprintf(stderr, "error: unknown command '%s': expected eval, info, synth or quantize (see dfq --help)\n",
+    if (command == "report") return dfq::cli::run_report(argc - 1, argv + 1);
+    std::fprintf(stderr, "error: unknown command '%s': expected eval, info, synth, quantize or report (see dfq --help)\n",
                  command.c_str());
     return 2;
   } catch (const dfq::Error& e) {

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The run report in a real browser. Makes one small real run of the embedded
+# model (synth -> quantize -> eval at W4A4, plus the card.json `dfq run` would
+# write) and a sibling folder whose card says W8A8, writes report.html with
+# `dfq report`, then loads it in headless Chromium and checks that
+#   (a) the browser logs no console message at all (the page has no scripts;
+#       a blocked load or a CSP violation would be logged),
+#   (b) every <img> decoded (naturalWidth > 0) and every inline <svg> was laid
+#       out with a non-zero box (a copy of the page with a check script added),
+#   (c) a screenshot can be taken (written to SCREENSHOT when given).
+# usage: report_browser_test.sh BUILD/dfq SOURCE_DIR [SCREENSHOT.png]
+# Exit 77 (ctest: skipped) when chromium is absent, except in CI (CI set).
+set -uo pipefail
+dfq="$1"
+src="$2"
+screenshot="${3:-}"
+bin_dir="$(dirname "$dfq")"
+
+browser="$(command -v chromium || command -v chromium-browser || true)"
+if [ -z "$browser" ]; then
+  if [ -n "${CI:-}" ]; then
+    echo "FAILED  chromium is not installed, and CI must run this test (scripts/install-deps.sh installs it)"
+    exit 1
+  fi
+  echo "skipped: chromium is not installed (Debian package chromium, see scripts/install-deps.sh): the report is not checked in a browser"
+  exit 77
+fi
+
+tmp="$(mktemp -d)"
+[ -n "${KEEP_TMP:-}" ] && echo "keeping $tmp" || trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok      $1"; }
+# bad NAME [FILE]: a failed check, with the first lines of FILE (command output, browser log).
+bad() { failed=$((failed + 1)); echo "FAILED  $1"; [ -n "${2:-}" ] && grep -v dbus "$2" | sed 's/^/        | /' | head -20; return 0; }
+run() { # run NAME command...: the command must succeed
+  local name="$1"
+  shift
+  if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name" "$tmp/out"; fi
+}
+# json_field FILE KEY: the first number of KEY in a JSON file.
+json_field() { grep -Eo "\"$2\": *[-0-9.e+]+" "$1" | head -1 | sed 's/.*: *//'; }
+
+# ---- a real run of the embedded model --------------------------------------
+model="$src/weights/fashion_cnn.pt"
+runs="$tmp/runs"
+first="$runs/fashion-w4a4"
+run "dfq synth --dump-png" "$dfq" synth --model "$model" --preset fashion-mnist --method direct --count 20 --iters 20 \
+  --out "$first/synth" --dump-png --quiet
+cp "$first/synth/synth.json" "$first/synth.json"
+# Evaluated on the synthetic PNGs themselves (10 label folders): real eval JSON
+# in seconds, without converting the Fashion-MNIST test set.
+data="$first/synth/png"
+run "dfq eval FP32" "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --quiet --json "$first/fp32.json"
+sha="$(sha256sum "$model" | cut -d' ' -f1)"
+fp32_bytes="$(stat -c %s "$model")"
+
+# The fastest options: the report needs real JSON, not the best accuracy.
+run "dfq quantize W4A4" "$dfq" quantize --model "$model" --preset fashion-mnist --calib "$first/synth" \
+  --wbits 4 --abits 4 --reconstruct none --bias-correction none --out "$first/model.dfq" --json "$first/quantize.json" --quiet
+run "dfq eval W4A4" "$dfq" eval --qmodel "$first/model.dfq" --data "$data" --preset fashion-mnist --quiet \
+  --json "$first/integer.json"
+# The card `dfq run` writes, assembled here from the commands' JSON (layers:
+# name and bits of quantize.json's "layers" entries; the first and last layers
+# keep 8-bit activations in this fixture).
+layers="$(awk -v abits=4 '
+  /^  "layers": \[/ { inside = 1; next }
+  inside && /^  \]/ { inside = 0 }
+  inside && /"bits":/ { gsub(/[^0-9]/, "", $2); bits = $2 }
+  inside && /"name":/ { name = $2; gsub(/[",]/, "", name) }
+  inside && /"residual":/ { residual = ($2 ~ /true/) ? "true" : "false" }
+  inside && /^    }/ { rows[n++] = sprintf("{\"name\": \"%s\", \"weight_bits\": %s, \"activation_bits\": ACT, \"residual\": %s}", name, bits, residual) }
+  END { for (i = 0; i < n; i++) { row = rows[i]; sub(/ACT/, (i == 0 || i == n - 1) ? 8 : abits, row); printf "%s%s", (i ? ", " : ""), row } }
+' "$first/quantize.json")"
+t32="$(json_field "$first/fp32.json" top1)"
+t32_5="$(json_field "$first/fp32.json" top5)"
+ti="$(json_field "$first/integer.json" top1)"
+ti_5="$(json_field "$first/integer.json" top5)"
+cat >"$first/card.json" <<EOF
+{
+  "tool": {"name": "dfq", "version": "test"},
+  "model": {"path": "$model", "sha256": "$sha", "name": "fashion_cnn"},
+  "wbits": 4, "abits": 4,
+  "choices": [
+    {"name": "Calibration data", "value": "20 synthetic images (direct, 20 iterations)"},
+    {"name": "Weight granularity", "value": "symmetric, per output channel"},
+    {"name": "Weight range", "value": "MMSE (layer output)"},
+    {"name": "Activation range", "value": "MMSE, per tensor"},
+    {"name": "Reconstruction, bias correction", "value": "none, none"},
+    {"name": "<b id=\"injected\">escaping check</b>", "value": "a name with markup must be shown as text"}
+  ],
+  "layers": [$layers],
+  "results": {"fp32": {"top1": $t32, "top5": $t32_5, "images": 20},
+              "integer": {"top1": $ti, "top5": $ti_5, "images": 20},
+              "drop_top1": $(awk -v a="$t32" -v b="$ti" 'BEGIN { printf "%.4f", a - b }'),
+              "drop_top5": $(awk -v a="$t32_5" -v b="$ti_5" 'BEGIN { printf "%.4f", a - b }')},
+  "sizes": {"fp32_bytes": $fp32_bytes, "artifact_bytes": $(stat -c %s "$first/model.dfq")},
+  "stages": [{"name": "synthesis", "seconds": 1.5, "cached": false},
+             {"name": "quantization", "seconds": 0.8, "cached": true},
+             {"name": "evaluation", "seconds": 0.5, "cached": false}],
+  "seed": 0, "threads": 2, "machine": "report_browser_test"
+}
+EOF
+# A sibling run of the same model at W8A8 (only its card matters to the report).
+mkdir -p "$runs/fashion-w8a8"
+sed 's/"wbits": 4, "abits": 4/"wbits": 8, "abits": 8/' "$first/card.json" >"$runs/fashion-w8a8/card.json"
+
+report="$first/report.html"
+run "dfq report writes report.html" "$dfq" report --run "$first"
+if [ -s "$report" ]; then ok "report.html is not empty ($(stat -c %s "$report") bytes)"; else bad "report.html missing"; fi
+grep -q "Accuracy vs. bit width" "$report" && grep -q "<text>W8A8</text>" "$report" &&
+  ok "the sibling W8A8 run is on the accuracy curve" || bad "accuracy curve with the W8A8 sibling"
+if grep -Eiq "https?://|<script|<link [^>]*href=\"[^d#]" "$report"; then bad "report references nothing outside"; else ok "report references nothing outside"; fi
+
+# ---- the browser -------------------------------------------------------------
+# Flags as for any headless run on this closed network: no background
+# connections, a fresh profile.
+chrome() {
+  "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+    --disable-component-update --disable-sync --disable-extensions --user-data-dir="$tmp/profile" \
+    --enable-logging=stderr --v=0 "$@"
+}
+
+# (a) the page as written: no console message while it loads.
+chrome --dump-dom "file://$report" >"$tmp/dom.html" 2>"$tmp/log"
+if [ ! -s "$tmp/dom.html" ]; then
+  bad "chromium loads report.html" "$tmp/log"
+else
+  ok "chromium loads report.html"
+fi
+if grep -q "CONSOLE" "$tmp/log"; then
+  grep "CONSOLE" "$tmp/log" >"$tmp/console"; bad "no console messages" "$tmp/console"
+else
+  ok "no console messages"
+fi
+grep -q "<b id=\"injected\"" "$tmp/dom.html" && bad "markup in a card name became an element" || ok "markup in a card name stays text"
+
+# (b) a copy with a check script (the page's own CSP forbids scripts): every image
+# decoded, every SVG laid out, no resource error.
+check_script='<script>
+var dfqErrors = [];
+window.addEventListener("error", function (e) { dfqErrors.push(e.message || (e.target && (e.target.src || e.target.tagName)) || "error"); }, true);
+window.addEventListener("load", function () {
+  var out = [];
+  var imgs = document.images, svgs = document.querySelectorAll("svg");
+  out.push("images " + imgs.length);
+  for (var i = 0; i < imgs.length; i++)
+    if (!imgs[i].complete || imgs[i].naturalWidth === 0) out.push("BROKEN image " + i + " " + imgs[i].alt);
+  out.push("svgs " + svgs.length);
+  for (var k = 0; k < svgs.length; k++) {
+    var r = svgs[k].getBoundingClientRect();
+    if (!(r.width > 0 && r.height > 0)) out.push("EMPTY svg " + k);
+    if (svgs[k].querySelectorAll("text").length === 0) out.push("EMPTY svg text " + k);
+  }
+  for (var j = 0; j < dfqErrors.length; j++) out.push("ERROR " + dfqErrors[j]);
+  var pre = document.createElement("pre");
+  pre.id = "dfq-check";
+  pre.textContent = out.join("\n");
+  document.body.appendChild(pre);
+});
+</script>'
+# (through the environment: awk -v would turn the script's "\n" into newlines)
+CHECK_SCRIPT="$check_script" awk '
+  /Content-Security-Policy/ { next }
+  { print }
+  /<head>/ { print ENVIRON["CHECK_SCRIPT"] }
+' "$report" >"$first/check.html"
+chrome --dump-dom "file://$first/check.html" >"$tmp/check-dom.html" 2>"$tmp/log2"
+result="$(sed -n '/<pre id="dfq-check">/,/<\/pre>/p' "$tmp/check-dom.html" | sed 's/<[^>]*>//g')"
+images="$(echo "$result" | awk '/^images / { print $2 }')"
+svgs="$(echo "$result" | awk '/^svgs / { print $2 }')"
+echo "        check script: images=$images svgs=$svgs"
+[ -n "$result" ] && ok "the check script ran" || bad "the check script ran" "$tmp/log2"
+# 10 labels of synthetic images; bits, weight SQNR, activation SQNR, accuracy, BN loss.
+[ "${images:-0}" -eq 10 ] && ok "10 image rows" || bad "10 image rows (found ${images:-none})"
+[ "${svgs:-0}" -eq 5 ] && ok "5 plots" || bad "5 plots (found ${svgs:-none})"
+if echo "$result" | grep -Eq "BROKEN|EMPTY|ERROR"; then
+  echo "$result" >"$tmp/result"; bad "every image decoded and every plot laid out" "$tmp/result"
+else
+  ok "every image decoded and every plot laid out"
+fi
+
+# (c) a screenshot of the page as written.
+shot="${screenshot:-$tmp/report.png}"
+chrome --screenshot="$shot" --window-size=1280,2200 --hide-scrollbars "file://$report" >"$tmp/log3" 2>&1
+if [ -s "$shot" ] && [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; then
+  ok "screenshot $shot"
+else
+  bad "screenshot" "$tmp/log3"
+fi
+
+echo "report_browser_test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
