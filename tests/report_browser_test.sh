@@ -1,30 +1,22 @@
 #!/usr/bin/env bash
 # The run report in a real browser. Makes one small real run of the embedded
 # model (synth -> quantize -> eval at W4A4, plus the card.json `dfq run` would
-# write) and a sibling folder whose card says W8A8, writes report.html with
-# `dfq report`, then loads it in headless Chromium and checks that
+# write: tests/write_card.sh) and a sibling folder whose card says W8A8, checks
+# `dfq report`'s errors, writes report.html, then loads it in headless Chromium
+# and checks that
 #   (a) the browser logs no console message at all (the page has no scripts;
 #       a blocked load or a CSP violation would be logged),
 #   (b) every <img> decoded (naturalWidth > 0) and every inline <svg> was laid
 #       out with a non-zero box (a copy of the page with a check script added),
 #   (c) a screenshot can be taken (written to SCREENSHOT when given).
 # usage: report_browser_test.sh BUILD/dfq SOURCE_DIR [SCREENSHOT.png]
-# Exit 77 (ctest: skipped) when chromium is absent, except in CI (CI set).
+# Exit 77 (ctest: skipped) when chromium is absent and the checks before the
+# browser passed, except in CI (CI set), where that is a failure.
 set -uo pipefail
 dfq="$1"
 src="$2"
 screenshot="${3:-}"
 bin_dir="$(dirname "$dfq")"
-
-browser="$(command -v chromium || command -v chromium-browser || true)"
-if [ -z "$browser" ]; then
-  if [ -n "${CI:-}" ]; then
-    echo "FAILED  chromium is not installed, and CI must run this test (scripts/install-deps.sh installs it)"
-    exit 1
-  fi
-  echo "skipped: chromium is not installed (Debian package chromium, see scripts/install-deps.sh): the report is not checked in a browser"
-  exit 77
-fi
 
 tmp="$(mktemp -d)"
 [ -n "${KEEP_TMP:-}" ] && echo "keeping $tmp" || trap 'rm -rf "$tmp"' EXIT
@@ -38,8 +30,17 @@ run() { # run NAME command...: the command must succeed
   shift
   if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name" "$tmp/out"; fi
 }
-# json_field FILE KEY: the first number of KEY in a JSON file.
-json_field() { grep -Eo "\"$2\": *[-0-9.e+]+" "$1" | head -1 | sed 's/.*: *//'; }
+# expect NAME CODE PATTERN -- command...: exit code CODE and output matching PATTERN.
+expect() {
+  local name="$1" code="$2" pattern="$3"
+  shift 4
+  "$@" >"$tmp/out" 2>&1
+  local actual=$?
+  if [ "$actual" -eq "$code" ] && grep -Eq -- "$pattern" "$tmp/out"; then ok "$name"; else
+    echo "        exit $actual (expected $code), pattern '$pattern'"
+    bad "$name" "$tmp/out"
+  fi
+}
 
 # ---- a real run of the embedded model --------------------------------------
 model="$src/weights/fashion_cnn.pt"
@@ -52,58 +53,36 @@ cp "$first/synth/synth.json" "$first/synth.json"
 # in seconds, without converting the Fashion-MNIST test set.
 data="$first/synth/png"
 run "dfq eval FP32" "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --quiet --json "$first/fp32.json"
-sha="$(sha256sum "$model" | cut -d' ' -f1)"
-fp32_bytes="$(stat -c %s "$model")"
 
 # The fastest options: the report needs real JSON, not the best accuracy.
 run "dfq quantize W4A4" "$dfq" quantize --model "$model" --preset fashion-mnist --calib "$first/synth" \
   --wbits 4 --abits 4 --reconstruct none --bias-correction none --out "$first/model.dfq" --json "$first/quantize.json" --quiet
 run "dfq eval W4A4" "$dfq" eval --qmodel "$first/model.dfq" --data "$data" --preset fashion-mnist --quiet \
   --json "$first/integer.json"
-# The card `dfq run` writes, assembled here from the commands' JSON (layers:
-# name and bits of quantize.json's "layers" entries; the first and last layers
-# keep 8-bit activations in this fixture).
-layers="$(awk -v abits=4 '
-  /^  "layers": \[/ { inside = 1; next }
-  inside && /^  \]/ { inside = 0 }
-  inside && /"bits":/ { gsub(/[^0-9]/, "", $2); bits = $2 }
-  inside && /"name":/ { name = $2; gsub(/[",]/, "", name) }
-  inside && /"residual":/ { residual = ($2 ~ /true/) ? "true" : "false" }
-  inside && /^    }/ { rows[n++] = sprintf("{\"name\": \"%s\", \"weight_bits\": %s, \"activation_bits\": ACT, \"residual\": %s}", name, bits, residual) }
-  END { for (i = 0; i < n; i++) { row = rows[i]; sub(/ACT/, (i == 0 || i == n - 1) ? 8 : abits, row); printf "%s%s", (i ? ", " : ""), row } }
-' "$first/quantize.json")"
-t32="$(json_field "$first/fp32.json" top1)"
-t32_5="$(json_field "$first/fp32.json" top5)"
-ti="$(json_field "$first/integer.json" top1)"
-ti_5="$(json_field "$first/integer.json" top5)"
-cat >"$first/card.json" <<EOF
-{
-  "tool": {"name": "dfq", "version": "test"},
-  "model": {"path": "$model", "sha256": "$sha", "name": "fashion_cnn"},
-  "wbits": 4, "abits": 4,
-  "choices": [
-    {"name": "Calibration data", "value": "20 synthetic images (direct, 20 iterations)"},
-    {"name": "Weight granularity", "value": "symmetric, per output channel"},
-    {"name": "Weight range", "value": "MMSE (layer output)"},
-    {"name": "Activation range", "value": "MMSE, per tensor"},
-    {"name": "Reconstruction, bias correction", "value": "none, none"},
-    {"name": "<b id=\"injected\">escaping check</b>", "value": "a name with markup must be shown as text"}
-  ],
-  "layers": [$layers],
-  "results": {"fp32": {"top1": $t32, "top5": $t32_5, "images": 20},
-              "integer": {"top1": $ti, "top5": $ti_5, "images": 20},
-              "drop_top1": $(awk -v a="$t32" -v b="$ti" 'BEGIN { printf "%.4f", a - b }'),
-              "drop_top5": $(awk -v a="$t32_5" -v b="$ti_5" 'BEGIN { printf "%.4f", a - b }')},
-  "sizes": {"fp32_bytes": $fp32_bytes, "artifact_bytes": $(stat -c %s "$first/model.dfq")},
-  "stages": [{"name": "synthesis", "seconds": 1.5, "cached": false},
-             {"name": "quantization", "seconds": 0.8, "cached": true},
-             {"name": "evaluation", "seconds": 0.5, "cached": false}],
-  "seed": 0, "threads": 2, "machine": "report_browser_test"
-}
-EOF
+run "write_card.sh assembles card.json" "$src/tests/write_card.sh" "$first" "$model" 4 4 \
+  "20 synthetic images (direct, 20 iterations)" \
+  '{"name": "<b id=\"injected\">escaping check</b>", "value": "a name with markup must be shown as text"}'
 # A sibling run of the same model at W8A8 (only its card matters to the report).
 mkdir -p "$runs/fashion-w8a8"
 sed 's/"wbits": 4, "abits": 4/"wbits": 8, "abits": 8/' "$first/card.json" >"$runs/fashion-w8a8/card.json"
+
+# ---- dfq report's command line -------------------------------------------------
+expect "dfq report --help shows an example" 0 "example:" -- "$dfq" report --help
+expect "dfq --help lists report" 0 "report  " -- "$dfq" --help
+expect "missing --run is refused" 1 "run.*required|required.*run" -- "$dfq" report
+expect "missing run folder is named" 1 "$tmp/none.*expected an existing folder" -- "$dfq" report --run "$tmp/none"
+mkdir -p "$tmp/empty-run"
+expect "missing card.json is named" 1 "$tmp/empty-run/card.json: expected the run's quantization card" -- \
+  "$dfq" report --run "$tmp/empty-run"
+mkdir -p "$tmp/bad-run"
+printf '{"wbits": 4,' >"$tmp/bad-run/card.json"
+expect "malformed card.json is named" 1 "bad-run/card.json: expected valid JSON, found a syntax error at line 1" -- \
+  "$dfq" report --run "$tmp/bad-run"
+cp "$first/quantize.json" "$tmp/bad-run/quantize.json"
+sed 's/"wbits": 4, "abits": 4/"wbits": "four", "abits": 4/' "$first/card.json" >"$tmp/bad-run/card.json"
+expect "a field of the wrong type is named" 1 "card.json field 'wbits': expected a number, found a string" -- \
+  "$dfq" report --run "$tmp/bad-run"
+expect "unwritable --out is named" 1 "$tmp/no-dir/r.html" -- "$dfq" report --run "$first" --out "$tmp/no-dir/r.html"
 
 report="$first/report.html"
 run "dfq report writes report.html" "$dfq" report --run "$first"
@@ -113,6 +92,17 @@ grep -q "Accuracy vs. bit width" "$report" && grep -q "<text>W8A8</text>" "$repo
 if grep -Eiq "https?://|<script|<link [^>]*href=\"[^d#]" "$report"; then bad "report references nothing outside"; else ok "report references nothing outside"; fi
 
 # ---- the browser -------------------------------------------------------------
+browser="$(command -v chromium || command -v chromium-browser || true)"
+if [ -z "$browser" ]; then
+  if [ -n "${CI:-}" ]; then
+    bad "chromium is not installed, and CI must run the browser checks (scripts/install-deps.sh installs it)"
+  else
+    echo "skipped: chromium is not installed (Debian package chromium, see scripts/install-deps.sh): the report is not checked in a browser"
+  fi
+  echo "report_browser_test: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && exit 77
+  exit 1
+fi
 # Flags as for any headless run on this closed network: no background
 # connections, a fresh profile.
 chrome() {

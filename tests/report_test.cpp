@@ -257,6 +257,19 @@ TEST(ReportGnuplot, LayerChartEscapesNamesInTheSvg) {
   EXPECT_NE(svg->find("residual"), std::string::npos) << "the highlighted series has its key entry";
 }
 
+TEST(ReportCharts, AccuracyCurveHasOneLinePerSharedActivationWidth) {
+  const std::vector<AccuracyPoint> uniform = {{8, 8, 91.2, "W8A8"}, {4, 4, 90.1, "W4A4"}, {6, 6, 91.0, "W6A6"}};
+  std::string script = accuracy_vs_bits_script(uniform, 91.24);
+  EXPECT_EQ(count(script, "with linespoints"), 1u) << script;
+  EXPECT_LT(script.find("4 90.1 \"W4A4\""), script.find("6 91 \"W6A6\"")) << "sorted by weight bits: " << script;
+  EXPECT_NE(script.find("FP32 91.24 %"), std::string::npos) << script;
+  const std::vector<AccuracyPoint> mixed = {{8, 8, 91.2, "W8A8"}, {4, 8, 90.9, "W4A8"}, {4, 4, 90.1, "W4A4"}};
+  script = accuracy_vs_bits_script(mixed, std::nullopt);
+  EXPECT_EQ(count(script, "with linespoints"), 2u) << script;
+  EXPECT_NE(script.find("8-bit activations"), std::string::npos) << script;
+  EXPECT_EQ(script.find("FP32"), std::string::npos) << script;
+}
+
 TEST(ReportImages, RowsAreEnlargedByNearestNeighbour) {
   TempDir tmp;
   make_run(tmp.path(), card(kSha, 4, 4, 90.5), {}, 3, 10, 28);

@@ -118,22 +118,28 @@ std::string accuracy_vs_bits_script(const std::vector<AccuracyPoint>& points, st
   s += "set xlabel 'weight bits'\nset ylabel 'top-1 (%)'\nset key bottom right\nset grid xtics\n"
        "set xrange [" + number(wmin - 0.7) + ":" + number(wmax + 0.7) + "]\nset xtics 1\n"
        "set yrange [" + number(std::max(0.0, low - 2 * pad)) + ":" + number(std::min(100.0, high + pad) + pad * 0.5) + "]\n";
-  // One line per activation bit width, points in weight-bit order.
-  std::map<double, std::vector<AccuracyPoint>> by_abits;
-  for (const AccuracyPoint& p : points) by_abits[p.abits].push_back(p);
+  // One line per activation bit width, points in weight-bit order; when no two
+  // runs share one (e.g. W8A8, W6A6, W4A4) a single line through all of them.
+  std::map<double, std::vector<AccuracyPoint>> series;
+  for (const AccuracyPoint& p : points) series[p.abits].push_back(p);
+  const bool one_line = series.size() == points.size();
+  if (one_line) series = {{NAN, points}};
   std::string plot = "plot ";
   const char* colours[] = {kBlue, kOrange, kGreen, "#aa3377", "#66ccee", "#ccbb44"};
   int k = 0;
-  for (auto& [abits, list] : by_abits) {
-    std::sort(list.begin(), list.end(), [](const AccuracyPoint& a, const AccuracyPoint& b) { return a.wbits < b.wbits; });
+  for (auto& [abits, list] : series) {
+    std::sort(list.begin(), list.end(), [](const AccuracyPoint& a, const AccuracyPoint& b) {
+      return a.wbits < b.wbits || (a.wbits == b.wbits && a.abits < b.abits);
+    });
     const std::string block = "$a" + std::to_string(k);
     s += block + " << EOD\n";
     for (const AccuracyPoint& p : list)
       s += number(p.wbits) + " " + number(p.top1) + " \"" + gnuplot_data_label(p.label) + "\"\n";
     s += "EOD\n";
     const std::string colour = colours[k % 6];
+    const std::string title = one_line ? "integer" : "integer, " + number(abits) + "-bit activations";
     plot += std::string(k ? ", " : "") + block + " using 1:2 with linespoints pt 7 ps 0.8 lw 2 lc rgb '" + colour +
-            "' title " + gnuplot_string("integer, " + number(abits) + "-bit activations") + ", " + block +
+            "' title " + gnuplot_string(title) + ", " + block +
             " using 1:2:3 with labels offset 0,1 font 'sans,10' tc rgb '" + colour + "' notitle";
     ++k;
   }

@@ -38,7 +38,8 @@ struct AccuracyPoint {
   std::string label;  // e.g. "W4A4"
 };
 
-// Integer top-1 against weight bits, one line per activation bit width, each
+// Integer top-1 against weight bits, one line per activation bit width (one
+// line through all points when no two share an activation bit width), each
 // point labelled, and the FP32 top-1 as a dashed line when known.
 std::string accuracy_vs_bits_script(const std::vector<AccuracyPoint>& points, std::optional<double> fp32_top1);
 
