@@ -270,6 +270,28 @@ TEST(ReportCharts, AccuracyCurveHasOneLinePerSharedActivationWidth) {
   EXPECT_EQ(script.find("FP32"), std::string::npos) << script;
 }
 
+TEST(ReportCharts, DegenerateDataStillRenders) {
+  REQUIRE_GNUPLOT();
+  const std::vector<std::string> scripts = {
+      loss_curve_script("one step", {3.5}),
+      loss_curve_script("with gaps", {NAN, 2.0, 0.0, -1.0, 1.0}),
+      layer_bars_script("dB", {{"a", -3.5, false}, {"b", -0.5, true}}, "weights", "residual"),
+      layer_bars_script("dB", {{"only", 12.0, false}}, "weights", ""),
+      layer_bits_script({{"a", 4, NAN}, {"b", 2, NAN}}),
+      accuracy_vs_bits_script({{4, 4, 50.0, "W4A4"}, {8, 8, 50.0, "W8A8"}}, std::nullopt),
+      accuracy_vs_bits_script({{4, 4, 100.0, "W4A4"}, {4, 4, 100.0, "W4A4"}}, 100.0),
+  };
+  for (const std::string& script : scripts) {
+    std::optional<std::string> svg;
+    const std::string message = error_of([&] { svg = run_gnuplot("gnuplot", script); });
+    EXPECT_EQ(message, "") << script;
+    ASSERT_TRUE(svg.has_value());
+    EXPECT_NE(svg->find("</svg>"), std::string::npos) << script;
+  }
+  // Negative SQNR bars stay on the axis.
+  EXPECT_NE(layer_bars_script("dB", {{"a", -3.5, false}}, "w", "").find("set yrange [-3.5:*]"), std::string::npos);
+}
+
 TEST(ReportImages, RowsAreEnlargedByNearestNeighbour) {
   TempDir tmp;
   make_run(tmp.path(), card(kSha, 4, 4, 90.5), {}, 3, 10, 28);

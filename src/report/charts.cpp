@@ -62,7 +62,11 @@ std::string layer_bars_script(const std::string& ylabel, const std::vector<Layer
   std::vector<std::string> names;
   for (const LayerBar& b : bars) names.push_back(b.name);
   std::string s = header(layers_width(bars.size()), 320 + label_room(names), "") + layer_axis(bars.size());
-  s += "set ylabel " + gnuplot_string(ylabel) + "\nset boxwidth 0.7\nset yrange [0:*]\n$bars << EOD\n";
+  // Bars start at 0; an SQNR below 0 dB (noise above signal) extends the axis down.
+  double low = 0;
+  for (const LayerBar& b : bars)
+    if (std::isfinite(b.value)) low = std::min(low, b.value);
+  s += "set ylabel " + gnuplot_string(ylabel) + "\nset boxwidth 0.7\nset yrange [" + number(low) + ":*]\n$bars << EOD\n";
   bool any_highlight = false;
   for (size_t i = 0; i < bars.size(); ++i) {
     s += std::to_string(i) + " \"" + gnuplot_data_label(bars[i].name) + "\" " + number(bars[i].value) + " " +

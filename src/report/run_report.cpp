@@ -363,7 +363,7 @@ void accuracy_section(Page& page, const Inputs& in) {
     note(page, "Only " + std::string(runs.empty() ? "no run with integer results" : "this run") + " of the model (SHA-256 " +
                    sha->substr(0, 12) + "...) is in " + parent +
                    ": runs with other --wbits/--abits in sibling folders give an accuracy vs. bit width curve.",
-         "Accuracy vs. bit width: only one run of this model beside this one's folder, so no curve.");
+         "Accuracy vs. bit width: no other run of this model in the parent folder, so no curve.");
     page.body += "</section>\n";
     return;
   }
