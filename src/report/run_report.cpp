@@ -628,7 +628,8 @@ std::string header_html(const Inputs& in) {
 
 Inputs read_inputs(const std::string& run_dir) {
   std::error_code ec;
-  if (!fs::is_directory(run_dir, ec)) fail("run folder '" + run_dir + "'", "an existing folder", "none");
+  if (!fs::is_directory(run_dir, ec))
+    fail("run folder '" + run_dir + "'", "an existing folder", fs::exists(run_dir, ec) ? "a file" : "nothing there");
   const std::string card_path = (fs::path(run_dir) / "card.json").string();
   std::optional<JsonInput> card = read_json_input(card_path);
   if (!card) fail(card_path, "the run's quantization card (written by dfq run)", "no such file");
