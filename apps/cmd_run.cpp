@@ -20,6 +20,7 @@
 #include "core/content_hash.h"
 #include "core/error.h"
 #include "report/card.h"
+#include "report/run_report.h"
 
 namespace dfq::cli {
 
@@ -385,7 +386,9 @@ int run_run(int argc, char** argv) {
     // 5. Card and report.
     heading(5, "card and report");
     write_quantization_card(run, record);
-    std::printf("wrote     %s/card.md, %s/card.json\n", run.c_str(), run.c_str());
+    for (const std::string& note : write_run_report(run, run + "/report.html", HtmlReportOptions{}))
+      std::printf("note      report: %s\n", note.c_str());
+    std::printf("wrote     %s/card.md, %s/card.json, %s/report.html\n", run.c_str(), run.c_str(), run.c_str());
   } catch (...) {
     remove_run_outputs(run, created);
     throw;

@@ -11,6 +11,7 @@ int run_eval(int argc, char** argv);
 int run_info(int argc, char** argv);
 int run_synth(int argc, char** argv);
 int run_quantize(int argc, char** argv);
+int run_report(int argc, char** argv);
 int run_run(int argc, char** argv);
 
 // Each sub-command's options, bound to throwaway values: `dfq run` accepts

@@ -26,7 +26,7 @@ lines = ["# Quantized accuracy (CIFAR-10 test, 10,000 images)", "",
          f"Command: `bench/quant_accuracy.sh` (MODELS=\"{sys.argv[1]}\", CONFIGS=\"{sys.argv[2]}\"). Default options",
          "(MMSE ranges with the output objective for weights, per-channel weights, full bias correction, AdaRound",
          "reconstruction, residual adds reading the branch accumulator, first/last layer at the same bits); a \"-\" was",
-         "not run with these defaults (ResNet-56: synthetic calibration only); residual = `--residual-budget 0.25`. Synthetic calibration: 256 images from",
+         "not run with these defaults; residual = `--residual-budget 0.25`. Synthetic calibration: 256 images from",
          "`dfq synth --method direct --seed 0`; real: the 1,000 CIFAR-10 training images of ../shared. Top-1 %",
          "(change vs FP32). `sim`: simulated (fake-quant) engine; `int`: integer-only engine, same artifact.", "",
          "| model | config | sim synthetic | sim synthetic + residual | sim real 1k | sim real 1k + residual "

@@ -11,6 +11,8 @@ packages=(
   libglpk-dev  # GLPK 5.0: the exact integer linear program of mixed-precision bit allocation
   libopenblas0-openmp  # replaces the reference BLAS libtorch links (alternatives): matmul ~20x faster
   dataset-fashion-mnist
+  gnuplot-nox  # dfq report: the plots, rendered as inline SVG
+  chromium  # tests/report_browser_test.sh: the report checked in headless Chromium
 )
 
 missing=()

@@ -181,7 +181,7 @@ r0=("$dfq" run --model "$model" --data "$data" --preset fashion-mnist --calib-co
     --cache "$tmp/cache" --quiet)
 r=("${r0[@]}" --wbits 4 --abits 4 --iters 20)
 expect "dfq run writes the card" 0 "wrote .*card.md" -- "${r[@]}" --out "$tmp/run"
-for f in card.md card.json model.dfq quantize.json fp32.json integer.json synth.json synth/images.pt; do
+for f in card.md card.json report.html model.dfq quantize.json fp32.json integer.json synth.json synth/images.pt; do
   [ -s "$tmp/run/$f" ] && ok "dfq run wrote $f" || bad "dfq run wrote $f"
 done
 ls "$tmp/run/synth/png" 2>/dev/null | grep -q . && ok "dfq run wrote the synthetic PNGs" || bad "dfq run wrote the synthetic PNGs"

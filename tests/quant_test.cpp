@@ -196,7 +196,9 @@ TEST(Quantize, FullBiasCorrectionMatchesFloatMeansInTheSimulatedModel) {
       const double unit = (wq.scale.to(at::kDouble) * weight_input_scale(q, points, id)).max().item<double>();
       const double shift = (sim.means.at(id) - fp.means.at(id)).abs().max().item<double>();
       w = std::max(w, shift / (fp.means.at(id).abs().mean().item<double>() + unit));
-      if (mode == BiasCorrection::kFull) EXPECT_LE(shift, 0.5 * unit + 1e-5) << q.graph.node(id).name;
+      if (mode == BiasCorrection::kFull) {
+        EXPECT_LE(shift, 0.5 * unit + 1e-5) << q.graph.node(id).name;
+      }
     }
     worst[to_string(mode)] = w;
   }

@@ -161,7 +161,7 @@ std::string markdown(const json& card) {
     md << "| " << a["name"].get<std::string>() << " | " << a["range"].get<std::string>() << " |\n";
   const json& s = card["sizes"];
   md << "\n## Sizes\n\nFP32 model file " << s["fp32_file_bytes"].get<int64_t>() << " B (parameters "
-     << s["fp32_parameter_bytes"].get<int64_t>() << " B); quantized artifact " << s["artifact_bytes"].get<int64_t>()
+     << s["fp32_bytes"].get<int64_t>() << " B); quantized artifact " << s["artifact_bytes"].get<int64_t>()
      << " B.\n\n## Stages\n\n| stage | seconds | |\n|---|---|---|\n";
   for (const json& st : card["stages"])
     md << "| " << st["name"].get<std::string>() << " | " << format("%.1f", st["seconds"].get<double>()) << " | "
@@ -210,7 +210,7 @@ void write_quantization_card(const std::string& run_dir, const RunRecord& r) {
   std::error_code ec;
   const auto file_bytes = std::filesystem::file_size(r.model_path, ec);
   card["sizes"] = {{"fp32_file_bytes", ec ? 0 : static_cast<int64_t>(file_bytes)},
-                   {"fp32_parameter_bytes", static_cast<int64_t>(q.value("fp32_parameter_bytes", 0.0))},
+                   {"fp32_bytes", static_cast<int64_t>(q.value("fp32_parameter_bytes", 0.0))},
                    {"artifact_bytes", static_cast<int64_t>(q.value("artifact_bytes", 0.0))},
                    {"weight_bits_total", static_cast<int64_t>(q.value("weight_bits_total", 0.0))}};
   json stages = json::array();
