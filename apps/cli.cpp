@@ -1,9 +1,16 @@
 #include "cli.h"
 
+#include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/execute.h"
 
 namespace dfq::cli {
 namespace {
@@ -39,8 +46,8 @@ void add_preprocess_options(po::options_description& options, PreprocessOptions&
 
 Preprocess resolve_preprocess(const PreprocessOptions& options, int64_t model_channels) {
   Preprocess pre = preset(options.preset);
-  if (options.resize >= 0) pre.resize_shorter = options.resize;
-  if (options.crop >= 0) pre.crop = options.crop;
+  if (options.resize != PreprocessOptions::kUnset) pre.resize_shorter = options.resize;
+  if (options.crop != PreprocessOptions::kUnset) pre.crop = options.crop;
   if (!options.mean.empty()) pre.mean = parse_floats("--mean", options.mean);
   if (!options.std.empty()) pre.std = parse_floats("--std", options.std);
   if (model_channels > 0 && model_channels != pre.channels) {
@@ -75,6 +82,30 @@ void require_at_least(const std::string& option, int64_t value, int64_t minimum)
   if (value < minimum) fail(option, "a value >= " + std::to_string(minimum), std::to_string(value));
 }
 
+void require_non_negative(const std::string& option, double value) {
+  if (!(std::isfinite(value) && value >= 0)) {
+    std::ostringstream found;
+    found << value;
+    fail(option, "a finite value >= 0", found.str());
+  }
+}
+
+void check_output(const std::string& option, const std::string& path,
+                  const std::vector<std::pair<std::string, std::string>>& inputs) {
+  namespace fs = std::filesystem;
+  for (const auto& [input_option, input] : inputs) {
+    if (input.empty()) continue;
+    std::error_code ec;
+    const bool same = fs::exists(path, ec) && fs::exists(input, ec)
+                          ? fs::equivalent(path, input, ec)
+                          : fs::absolute(path, ec).lexically_normal() == fs::absolute(input, ec).lexically_normal();
+    if (same) fail(option + " '" + path + "'", "a file other than " + input_option, "the same file");
+  }
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(option + " '" + path + "'", "a file name", "an existing directory");
+  check_writable(option, path);
+}
+
 std::vector<int64_t> input_size(const std::string& preset_name, const std::string& size_text) {
   if (!size_text.empty()) {
     int64_t h = 0, w = 0;
@@ -90,6 +121,25 @@ std::vector<int64_t> input_size(const std::string& preset_name, const std::strin
   if (preset_name == "cifar") return {32, 32};
   if (preset_name == "fashion-mnist") return {28, 28};
   fail("--input-size", "a size for preset " + preset_name, "none");
+}
+
+void fail_model_input(const std::string& model, const at::Tensor& input, const std::string& reason) {
+  std::string shape;
+  for (int64_t d = 1; d < input.dim(); ++d) shape += (d > 1 ? "x" : "") + std::to_string(input.size(d));
+  fail("model '" + model + "'", "an input of the size it was built for",
+       shape + " images (" + reason.substr(0, reason.find('\n')) + ")");
+}
+
+void check_input_fits(const Graph& graph, const std::string& model, const at::Tensor& images) {
+  const at::Tensor first = images.narrow(0, 0, 1);
+  try {
+    c10::InferenceMode inference;
+    forward(graph, first);
+  } catch (const c10::Error& e) {
+    fail_model_input(model, first, std::string("LibTorch: ") + e.what_without_backtrace());
+  } catch (const Error& e) {
+    fail_model_input(model, first, e.what());
+  }
 }
 
 std::string join(const std::vector<float>& values) {

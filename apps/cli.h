@@ -5,10 +5,16 @@
 #include <boost/program_options.hpp>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "core/graph.h"
 #include "eval/preprocess.h"
+
+namespace at {
+class Tensor;
+}
 
 namespace dfq::cli {
 
@@ -16,9 +22,10 @@ namespace po = boost::program_options;
 
 // Preprocessing options as typed by the user; unset fields keep the preset's.
 struct PreprocessOptions {
+  static constexpr int kUnset = std::numeric_limits<int>::min();  // so that a negative value is refused, not ignored
   std::string preset = "cifar";
-  int resize = -1;
-  int crop = -1;
+  int resize = kUnset;
+  int crop = kUnset;
   std::string mean, std;  // comma-separated, one value per channel
 };
 
@@ -41,6 +48,24 @@ std::vector<int64_t> input_size(const std::string& preset_name, const std::strin
 
 // Throws dfq::Error("--name: expected ..., found ...") unless value >= minimum.
 void require_at_least(const std::string& option, int64_t value, int64_t minimum);
+
+// Throws dfq::Error unless value is finite and >= 0.
+void require_non_negative(const std::string& option, double value);
+
+// Checks an output file before any slow work: not a directory, writable
+// (core/atomic_file.h check_writable) and not the same file as any of `inputs`
+// ({option, path}), which writing would destroy. Throws dfq::Error naming the option.
+void check_output(const std::string& option, const std::string& path,
+                  const std::vector<std::pair<std::string, std::string>>& inputs = {});
+
+// Throws dfq::Error("model '<model>': expected an input of the size it was
+// built for, found CxHxW images (<reason>)"); `reason` is the first line of
+// the error an op raised (LibTorch's or dfq's own).
+[[noreturn]] void fail_model_input(const std::string& model, const at::Tensor& input, const std::string& reason);
+
+// Runs `graph` on the first image of `images` so that calibration data of the
+// wrong size fails at once, through fail_model_input, not deep inside a later step.
+void check_input_fits(const Graph& graph, const std::string& model, const at::Tensor& images);
 
 std::string join(const std::vector<float>& values);
 

@@ -96,6 +96,9 @@ int run_eval(int argc, char** argv) {
   require_at_least("--threads", cmd.threads, 0);
   require_at_least("--decode-threads", cmd.decode_threads, 1);
 
+  if (!cmd.json.empty())
+    check_output("--json", cmd.json, {{"--model", cmd.model}, {"--qmodel", cmd.qmodel}, {"--class-names", cmd.class_names}});
+
   const int threads = set_threads(cmd.threads);
   std::unique_ptr<SimulatedModel> simulated;
   std::unique_ptr<IntegerEngine> integer;
@@ -146,10 +149,23 @@ int run_eval(int argc, char** argv) {
   loader.limit = cmd.limit;
   loader.skip_bad = cmd.skip_bad;
   loader.decode_threads = cmd.decode_threads;
-  const BatchModel model = simulated ? BatchModel([&](const at::Tensor& x) { return simulated->forward(x); })
-                          : integer ? BatchModel([&](const at::Tensor& x) { return integer->forward(x); })
-                                    : BatchModel([&](const at::Tensor& x) { return forward(graph, to_channels_last(x)); });
+  const BatchModel engine = simulated ? BatchModel([&](const at::Tensor& x) { return simulated->forward(x); })
+                           : integer ? BatchModel([&](const at::Tensor& x) { return integer->forward(x); })
+                                     : BatchModel([&](const at::Tensor& x) { return forward(graph, to_channels_last(x)); });
+  // Images of a size the model cannot take surface as a LibTorch error in some op.
+  const BatchModel model = [&](const at::Tensor& x) {
+    try {
+      return engine(x);
+    } catch (const c10::Error& e) {
+      fail_model_input(quantized ? cmd.qmodel : cmd.model, x, std::string("LibTorch: ") + e.what_without_backtrace());
+    } catch (const Error& e) {
+      fail_model_input(quantized ? cmd.qmodel : cmd.model, x, e.what());
+    }
+  };
   const EvalResult result = evaluate(model, folder, outputs, pre, loader, cmd.quiet, cmd.predecode);
+  if (result.images == 0)  // only possible with --skip-bad: a 0/0 top-1 is no measurement
+    fail("data folder '" + cmd.data + "'", "at least one readable image",
+         "none (" + std::to_string(result.skipped) + " unreadable skipped by --skip-bad)");
 
   std::printf("top-1     %.2f %% (%lld/%lld)\n", result.top1(), static_cast<long long>(result.correct_top1),
               static_cast<long long>(result.images));

@@ -36,6 +36,7 @@ int run_info(int argc, char** argv) {
   if (!parse(argc, argv, options, kUsage)) return 0;
   if (!preset_name.empty() && !input_size.empty())
     fail("--preset/--input-size", "at most one of them", "both");
+  require_at_least("--threads", threads, 0);
   set_threads(threads);
   Graph graph = import_torchscript(model);
   std::vector<int64_t> shape;

@@ -173,6 +173,12 @@ int run_quantize(int argc, char** argv) {
   if (!(cmd.percentile > 0 && cmd.percentile <= 100)) fail("--percentile", "a value in (0, 100]", std::to_string(cmd.percentile));
   if (cmd.calib != "synthetic" && !vm["synth-iters"].defaulted())
     fail("--synth-iters", "--calib synthetic", "--calib " + cmd.calib);
+  if (cmd.calib != "synthetic" && !cmd.input_size.empty())
+    fail("--input-size", "--calib synthetic (the size of synthesized images)", "--calib " + cmd.calib);
+  if (!vm["percentile"].defaulted() && cmd.weight_range != "percentile" && cmd.act_range != "percentile")
+    fail("--percentile", "--weight-range or --act-range percentile", "neither");
+  require_non_negative("--size-budget", cmd.size_budget);
+  require_non_negative("--bops-budget", cmd.bops_budget);
   if ((cmd.cle_keep_relu6 || cmd.cle_no_absorption) && !cmd.cle)
     fail(cmd.cle_keep_relu6 ? "--cle-keep-relu6" : "--cle-no-absorption", "--cle", "no --cle");
   QuantizeOptions o;
@@ -191,7 +197,7 @@ int run_quantize(int argc, char** argv) {
   for (size_t at = 0; at <= cmd.candidate_bits.size();) {
     const size_t comma = std::min(cmd.candidate_bits.find(',', at), cmd.candidate_bits.size());
     const std::string item = cmd.candidate_bits.substr(at, comma - at);
-    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos)
+    if (item.empty() || item.size() > 2 || item.find_first_not_of("0123456789") != std::string::npos)
       fail("--candidate-bits", "comma-separated bit widths such as 2,3,4,6,8", "\"" + cmd.candidate_bits + "\"");
     o.candidate_bits.push_back(std::stoi(item));
     at = comma + 1;
@@ -209,14 +215,21 @@ int run_quantize(int argc, char** argv) {
   // The objective is mmse's; other range methods have none unless the user asked for one.
   if (o.weight_range.method != RangeMethod::kMmse && vm["weight-objective"].defaulted())
     o.weight_objective = WeightObjective::kWeight;
-  // Checks bits and residual options before any slow step.
-  check_bits(o.weight_bits, "--wbits");
-  check_bits(o.activation_bits, "--abits");
-  if (o.first_last_bits != 0) check_bits(o.first_last_bits, "--first-last-bits");
+  check_quantize_options(o);  // before any slow step
 
   const int threads = set_threads(cmd.threads);
   const Graph graph = import_torchscript(cmd.model);
   const Preprocess pre = resolve_preprocess(cmd.preprocess, graph.input_channels);
+  if (cmd.calib == "synthetic" && graph.batch_norm_nodes().empty())
+    fail("model '" + cmd.model + "'", "batch-norm layers whose statistics synthesis can match (--calib synthetic)",
+         "none (calibrate such a model on real images: --calib-data DIR)");
+  const std::string calib_input = cmd.calib == "synthetic" ? "" : cmd.calib;
+  check_output("--out", cmd.out, {{"--model", cmd.model}, {"--calib", calib_input}});
+  if (!cmd.json.empty()) check_output("--json", cmd.json, {{"--model", cmd.model}, {"--calib", calib_input}, {"--out", cmd.out}});
+  // Both outputs appear together at the end, or neither (core/atomic_file.h).
+  StagedOutputs outputs;
+  const std::string out_file = outputs.stage(cmd.out);
+  const std::string json_file = cmd.json.empty() ? "" : outputs.stage(cmd.json);
   std::printf("model     %s (%zu nodes, %zu batch-norm layers folded)\n", cmd.model.c_str(), graph.nodes.size(),
               graph.batch_norm_nodes().size());
   std::printf("scheme    W%s A%d (input 8-bit), first/last layer %s, weights %s, ranges: weights %s (objective %s), "
@@ -251,6 +264,10 @@ int run_quantize(int argc, char** argv) {
   } else if (fs::is_regular_file(cmd.calib) || fs::is_regular_file(fs::path(cmd.calib) / "images.pt")) {
     const std::string file = fs::is_regular_file(cmd.calib) ? cmd.calib : (fs::path(cmd.calib) / "images.pt").string();
     calibration = load_synth_set(file).images;
+    if (calibration.size(1) != graph.input_channels)
+      fail("synthetic set '" + file + "'", "images with the model's " + std::to_string(graph.input_channels) +
+                                                " input channel(s)",
+           std::to_string(calibration.size(1)) + " channel(s)");
     if (calibration.size(0) > cmd.calib_count) calibration = calibration.narrow(0, 0, cmd.calib_count);
     calibration_text = "synthetic set " + file + " (" + std::to_string(calibration.size(0)) + " images)";
     std::printf("calib     %s\n", calibration_text.c_str());
@@ -262,10 +279,16 @@ int run_quantize(int argc, char** argv) {
   }
   std::fflush(stdout);
 
+  check_input_fits(graph, cmd.model, calibration);
+
   QuantizeReport report;
   QuantizedModel model = quantize_model(graph, calibration, o, report);
   model.config.calibration = calibration_text;
-  save_quantized_model(model, cmd.out);
+  try {
+    save_quantized_model(model, out_file);
+  } catch (const Error& e) {
+    throw Error(outputs.final_names(e.what()));
+  }
   if (o.cross_layer_equalization) print_equalization(report.equalization);
 
   std::printf("\n%-28s %4s %9s %10s %8s %10s\n", "layer", "bits", "clip/max", "W SQNR dB", "residual", "bias shift");
@@ -297,12 +320,12 @@ int run_quantize(int argc, char** argv) {
   for (const LayerReport& l : report.layers) parameters += static_cast<double>(l.parameters);
   for (const Node& n : model.graph.nodes)
     for (const auto& [key, value] : n.params) fp32_bytes += static_cast<double>(value.numel()) * 4.0;
-  const double artifact_bytes = static_cast<double>(std::filesystem::file_size(cmd.out));
+  const double artifact_bytes = static_cast<double>(std::filesystem::file_size(out_file));
   std::printf("\nweights   %.0f bits stored (%.3f bits/weight; <= 4-bit tensors packed two per byte)\n"
               "size      artifact %.0f bytes (graph, scales, biases, header included) vs FP32 parameters %.0f bytes "
-              "(%.1fx smaller)\nseconds   %.2f (quantization, after calibration data)\nwrote     %s\n",
+              "(%.1fx smaller)\nseconds   %.2f (quantization, after calibration data)\n",
               report.weight_bits_total, report.weight_bits_total / std::max(1.0, parameters), artifact_bytes, fp32_bytes,
-              fp32_bytes / std::max(1.0, artifact_bytes), report.seconds, cmd.out.c_str());
+              fp32_bytes / std::max(1.0, artifact_bytes), report.seconds);
 
   if (!cmd.json.empty()) {
     nlohmann::json layers = nlohmann::json::array(), points = nlohmann::json::array();
@@ -341,8 +364,14 @@ int run_quantize(int argc, char** argv) {
                               {"pareto", pareto}};
     }
     if (o.cross_layer_equalization) j["equalization"] = equalization_json(report.equalization, o.equalization);
-    write_file_atomic(cmd.json, j.dump(2) + "\n");
+    try {
+      write_file(json_file, j.dump(2) + "\n");
+    } catch (const Error& e) {
+      throw Error(outputs.final_names(e.what()));
+    }
   }
+  outputs.commit();
+  std::printf("wrote     %s%s\n", cmd.out.c_str(), cmd.json.empty() ? "" : (" and " + cmd.json).c_str());
   return 0;
 }
 

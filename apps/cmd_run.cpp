@@ -61,6 +61,9 @@ const std::map<std::string, std::string> kRefused = {
     {"dump-png", "dfq run always writes the synthetic images as PNGs (RUN/synth/png)"},
     {"synth-iters", "synthesis is a stage of its own here: use --iters"},
     {"save-generator", "a file outside the run folder; run dfq synth for that"}};
+// Quantize options that only shape the synthesis quantize would run itself
+// (dfq quantize refuses them with given calibration): here synthesis is a stage.
+const std::set<std::string> kSynthesisOnly = {"input-size"};
 // The eval options that apply to one of the two evaluations only.
 const std::set<std::string> kIntegerEvalOnly = {"kernels"};
 const std::set<std::string> kFp32EvalOnly = {"no-fold-bn"};
@@ -257,7 +260,7 @@ int run_run(int argc, char** argv) {
       throw Error("--" + name + ": not an option of dfq run: " + r->second);
     const std::set<int>& stages = stages_of[name];
     if (stages.count(0)) synth.emplace_back(name, o.value);
-    if (stages.count(1)) quantize.emplace_back(name, o.value);
+    if (stages.count(1) && !kSynthesisOnly.count(name)) quantize.emplace_back(name, o.value);
     if (stages.count(2) && !kIntegerEvalOnly.count(name)) fp32_eval.emplace_back(name, o.value);
     if (stages.count(2) && !kFp32EvalOnly.count(name)) integer_eval.emplace_back(name, o.value);
   }
@@ -265,7 +268,7 @@ int run_run(int argc, char** argv) {
   if (!cmd.calib.empty() && !cmd.calib_data.empty()) fail("--calib", "either --calib or --calib-data", "both");
   if (given_calibration)
     for (const auto& [name, values] : synth)
-      if (!stages_of[name].count(1) && !stages_of[name].count(2))
+      if (kSynthesisOnly.count(name) || (!stages_of[name].count(1) && !stages_of[name].count(2)))
         fail("--" + name, "a synthesis option, used when dfq run synthesizes", "it combined with given calibration data");
   if (cmd.no_cache && vm.count("cache")) fail("--cache", "a cache folder, or --no-cache", "both");
   require_at_least("--calib-count", cmd.calib_count, 1);

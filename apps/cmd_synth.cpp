@@ -48,13 +48,46 @@ void refuse_for_method(const po::variables_map& vm, const std::string& method, s
       fail(std::string("--") + name, std::string("an option of --method ") + owner, "it combined with --method " + method);
 }
 
+// True when `path` lies inside directory `dir` (lexically, after making both absolute).
+bool inside(const std::string& path, const std::string& dir) {
+  namespace fs = std::filesystem;
+  const fs::path relative = fs::absolute(path).lexically_normal().lexically_relative(fs::absolute(dir).lexically_normal());
+  return !relative.empty() && *relative.begin() != "..";
+}
+
+// --out is replaced as a whole, so it must be new, or empty, or an earlier dfq
+// synth output: other files in it would be lost. Creates its parent directories.
+void check_out_directory(const std::string& out) {
+  namespace fs = std::filesystem;
+  const std::string subject = "--out '" + out + "'";
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec)) fail(subject, "a directory", "an existing file");
+  if (fs::is_directory(out, ec)) {
+    for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name != "images.pt" && name != "synth.json" && name != "png")
+        fail(subject, "a new directory or an earlier dfq synth output (replaced as a whole)", "other files (" + name + ")");
+    }
+    if (ec) fail(subject, "a readable directory", ec.message());
+    return;
+  }
+  const fs::path parent = fs::absolute(out, ec).lexically_normal().parent_path();
+  if (!fs::is_directory(parent, ec)) {
+    // A regular file on the way is reported by check_output as not writable.
+    for (fs::path p = parent; !p.empty() && p != p.root_path(); p = p.parent_path())
+      if (fs::exists(p, ec) && !fs::is_directory(p, ec)) return;
+    fs::create_directories(parent, ec);
+    if (ec) fail(subject, "a directory whose parent can be created", ec.message());
+  }
+}
+
 }  // namespace
 
 static void describe_options(po::options_description& options, SynthCommand& cmd) {
   options.add_options()
       ("help,h", "show this help")
       ("model", po::value(&cmd.model)->required(), "TorchScript model file with batch-norm layers")
-      ("out", po::value(&cmd.out)->required(), "output directory (created)")
+      ("out", po::value(&cmd.out)->required(), "output directory: new, empty, or an earlier synth output (replaced as a whole)")
       ("method", po::value(&cmd.method)->default_value(cmd.method), "direct (optimize pixels) | generator (train G(z, y))")
       ("count", po::value(&cmd.count)->default_value(cmd.count), "images to produce")
       ("batch", po::value(&cmd.batch)->default_value(cmd.batch), "images optimized together")
@@ -107,15 +140,26 @@ int run_synth(int argc, char** argv) {
       if (given(vm, name))
         fail(std::string("--") + name, "a training option, used only without --load-generator",
              "it combined with --load-generator (a loaded generator is not trained)");
+  if (!cmd.load_generator.empty() && !cmd.save_generator.empty())
+    fail("--save-generator", "a generator to train (without --load-generator)",
+         "--load-generator (the loaded file is that generator already)");
   if (!given(vm, "iters")) cmd.iters = cmd.method == "direct" ? 500 : 200;
   require_at_least("--count", cmd.count, 1);
   require_at_least("--batch", cmd.batch, 1);
   require_at_least("--iters", cmd.iters, cmd.method == "generator" && !cmd.load_generator.empty() ? 0 : 1);
   require_at_least("--threads", cmd.threads, 0);
+  require_at_least("--latent", cmd.latent, 1);
+  require_at_least("--jitter", cmd.jitter, 0);
+  require_non_negative("--ce-weight", cmd.ce_weight);
+  require_non_negative("--tv-weight", cmd.tv_weight);
+  require_non_negative("--l2-weight", cmd.l2_weight);
+  require_non_negative("--diversity-weight", cmd.diversity_weight);
   const LabelMode labels = parse_label_mode(cmd.labels);
   const BnLossOptions bn{parse_bn_statistics(cmd.bn_stats), parse_bn_distance(cmd.bn_distance)};
   if (!given(vm, "lr")) cmd.lr = cmd.method == "direct" ? 0.25 : 0.01;
   if (!(cmd.lr > 0)) fail("--lr", "a positive learning rate", std::to_string(cmd.lr));
+  if (!cmd.json.empty() && inside(cmd.json, cmd.out))
+    fail("--json '" + cmd.json + "'", "a path outside --out (which holds synth.json, the same report)", "a path inside it");
 
   const int threads = set_threads(cmd.threads);
   Graph graph = import_torchscript(cmd.model);
@@ -123,9 +167,19 @@ int run_synth(int argc, char** argv) {
   const std::vector<int64_t> hw = input_size(cmd.preprocess.preset, cmd.input_size);
   if (graph.batch_norm_nodes().empty())
     fail("model '" + cmd.model + "'", "batch-norm layers whose statistics synthesis can match",
-         "none (calibrate such a model on real images instead)");
-  if (std::filesystem::exists(cmd.out) && !std::filesystem::is_directory(cmd.out))
-    fail("--out '" + cmd.out + "'", "a directory", "an existing file");
+         "none (calibrate such a model on real images instead: dfq quantize --calib-data DIR)");
+  check_out_directory(cmd.out);
+  check_writable("--out", cmd.out);
+  if (!cmd.json.empty()) check_output("--json", cmd.json, {{"--model", cmd.model}});
+  if (!cmd.save_generator.empty())
+    check_output("--save-generator", cmd.save_generator, {{"--model", cmd.model}, {"--json", cmd.json}});
+  // Everything is written under temporary names and renamed into place at the
+  // end: a failure (a full disk included) leaves no partial output, and an
+  // earlier output in --out stays as it was.
+  StagedOutputs outputs;
+  const std::string out_dir = outputs.stage(cmd.out);
+  const std::string generator_file = cmd.save_generator.empty() ? "" : outputs.stage(cmd.save_generator);
+  const std::string json_file = cmd.json.empty() ? "" : outputs.stage(cmd.json);
   // No channels-last here: unlike inference, forward + backward with the fused BN
   // kernels measured as fast or faster in NCHW (ResNet-20, batch 64: ~860 vs ~830
   // image-iterations/s for the network part).
@@ -153,15 +207,14 @@ int run_synth(int argc, char** argv) {
     GeneratorOptions o;
     o.count = cmd.count, o.batch = cmd.batch, o.iterations = cmd.iters, o.lr = cmd.lr, o.latent = cmd.latent;
     o.labels = labels, o.ce_weight = cmd.ce_weight, o.diversity_weight = cmd.diversity_weight, o.bn = bn;
-    o.seed = cmd.seed, o.quiet = cmd.quiet, o.load_path = cmd.load_generator, o.save_path = cmd.save_generator;
-    set = synthesize_with_generator(graph, pre, hw[0], hw[1], o, report);
+    o.seed = cmd.seed, o.quiet = cmd.quiet, o.load_path = cmd.load_generator, o.save_path = generator_file;
+    try {
+      set = synthesize_with_generator(graph, pre, hw[0], hw[1], o, report);
+    } catch (const Error& e) {
+      throw Error(outputs.final_names(e.what()));
+    }
   }
   const SynthQuality quality = measure_quality(graph, set, cmd.batch);
-  std::error_code ec;
-  std::filesystem::create_directories(cmd.out, ec);
-  if (ec) fail("--out '" + cmd.out + "'", "a directory that can be created", ec.message());
-  save_synth_set(set, cmd.out + "/images.pt");
-  if (cmd.dump_png) dump_png_folder(set, pre, graph.output_width(), cmd.out + "/png");
 
   const double drop = report.final_bn_loss > 0 ? report.initial_bn_loss / report.final_bn_loss : 0.0;
   nlohmann::json per_layer = nlohmann::json::object();
@@ -177,8 +230,18 @@ int run_synth(int argc, char** argv) {
       {"class_histogram", quality.class_histogram}, {"diversity", quality.diversity}, {"diversity_within_class", quality.diversity_within_class},
       {"loss_curve", report.loss_curve}};
   const std::string json_text = j.dump(2) + "\n";
-  write_file_atomic(cmd.out + "/synth.json", json_text);
-  if (!cmd.json.empty()) write_file_atomic(cmd.json, json_text);
+  try {
+    std::error_code ec;
+    std::filesystem::create_directory(out_dir, ec);
+    if (ec) fail("--out '" + cmd.out + "'", "a directory that can be created", ec.message());
+    save_synth_set(set, out_dir + "/images.pt");
+    if (cmd.dump_png) dump_png_folder(set, pre, graph.output_width(), out_dir + "/png");
+    write_file(out_dir + "/synth.json", json_text);
+    if (!cmd.json.empty()) write_file(json_file, json_text);
+    outputs.commit();
+  } catch (const Error& e) {
+    throw Error(outputs.final_names(e.what()));
+  }
 
   std::printf("bn loss   %.4g -> %.4g (%.1fx lower)\n", report.initial_bn_loss, report.final_bn_loss, drop);
   std::printf("labels    FP32 model agrees with the target label on %.1f %%\n", quality.label_agreement);

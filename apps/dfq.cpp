@@ -1,6 +1,7 @@
 // dfq: data-free quantization of trained CNNs. Dispatches to sub-commands.
 #include <c10/util/Exception.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -34,6 +35,9 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   dfq::keep_freed_memory_in_heap();
+  // Past a file-size limit (ulimit -f) the kernel kills with SIGXFSZ; ignored,
+  // the write fails with EFBIG and the error names the file like a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     if (command == "eval") return dfq::cli::run_eval(argc - 1, argv + 1);
     if (command == "info") return dfq::cli::run_info(argc - 1, argv + 1);
@@ -47,7 +51,9 @@ int main(int argc, char** argv) {
   } catch (const dfq::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
   } catch (const c10::Error& e) {
-    std::fprintf(stderr, "error: LibTorch: %s\n", e.what_without_backtrace());
+    // LibTorch messages can span lines (context, hints); the contract is one line.
+    const std::string what = e.what_without_backtrace();
+    std::fprintf(stderr, "error: LibTorch: %s\n", what.substr(0, what.find('\n')).c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
   }

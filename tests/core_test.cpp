@@ -1,12 +1,17 @@
-// Importer and float executor, checked against TorchScript's own outputs.
+// Importer and float executor, checked against TorchScript's own outputs; output files (atomic_file.h).
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <torch/script.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "test_util.h"
 #include "core/execute.h"
@@ -320,4 +325,106 @@ TEST(Executor, InPlaceReluDoesNotTouchTheCallersInputOrSharedValues) {
   }
   EXPECT_TRUE(at::equal(x, copy));
   EXPECT_LE(max_abs_diff(with_grad_mode.detach(), without), 1e-6);
+}
+
+// ---------------------------------------------------------------- output files
+
+namespace {
+
+std::string read_all(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::vector<std::string> names_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() : path(fs::temp_directory_path() / ("dfq_core_test_out_" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+}  // namespace
+
+TEST(StagedOutputs, NothingAppearsWithoutCommit) {
+  TempDir dir;
+  {
+    StagedOutputs outputs;
+    const std::string file = outputs.stage((dir.path / "a.json").string());
+    const std::string folder = outputs.stage((dir.path / "set").string());
+    write_file(file, "{}");
+    fs::create_directory(folder);
+    write_file(folder + "/images.pt", "data");
+    EXPECT_EQ(names_in(dir.path).size(), 2u);  // the two temporaries
+  }  // an exception would unwind the same way
+  EXPECT_TRUE(names_in(dir.path).empty());
+}
+
+TEST(StagedOutputs, CommitPublishesEverythingAndReplacesAnEarlierDirectory) {
+  TempDir dir;
+  fs::create_directory(dir.path / "set");
+  write_file((dir.path / "set" / "old.txt").string(), "old");
+  StagedOutputs outputs;
+  const std::string file = outputs.stage((dir.path / "a.json").string());
+  const std::string folder = outputs.stage((dir.path / "set/").string());  // a trailing slash names the directory
+  write_file(file, "{\"x\": 1}");
+  fs::create_directory(folder);
+  write_file(folder + "/images.pt", "new");
+  EXPECT_EQ(read_all(dir.path / "set" / "old.txt"), "old");  // untouched until commit
+  outputs.commit();
+  EXPECT_EQ(names_in(dir.path), (std::vector<std::string>{"a.json", "set"}));
+  EXPECT_EQ(names_in(dir.path / "set"), std::vector<std::string>{"images.pt"});
+  EXPECT_EQ(read_all(dir.path / "set" / "images.pt"), "new");
+  EXPECT_EQ(read_all(dir.path / "a.json"), "{\"x\": 1}");
+}
+
+TEST(StagedOutputs, ErrorsNameTheFinalPath) {
+  TempDir dir;
+  StagedOutputs outputs;
+  const std::string final_dir = (dir.path / "set").string();
+  const std::string folder = outputs.stage(final_dir);
+  const std::string message = error_of([&] { write_file(folder + "/missing/images.pt", "x"); });
+  ASSERT_NE(message.find(folder), std::string::npos) << message;
+  const std::string renamed = outputs.final_names(message);
+  EXPECT_EQ(renamed.find(folder), std::string::npos) << renamed;
+  EXPECT_NE(renamed.find(final_dir + "/missing/images.pt"), std::string::npos) << renamed;
+}
+
+TEST(OutputFiles, UnwritableLocationsAreRefusedUpFront) {
+  TempDir dir;
+  write_file((dir.path / "file").string(), "a regular file");
+  const std::string message = error_of([&] { check_writable("--out", (dir.path / "file" / "q.dfq").string()); });
+  EXPECT_NE(message.find("--out '" + (dir.path / "file" / "q.dfq").string() + "': expected a writable location"),
+            std::string::npos) << message;
+  EXPECT_NE(error_of([&] { check_writable("--json", (dir.path / "none" / "e.json").string()); }).find("no directory"),
+            std::string::npos);
+  EXPECT_EQ(error_of([&] { check_writable("--json", (dir.path / "e.json").string()); }), "");
+  EXPECT_EQ(names_in(dir.path), std::vector<std::string>{"file"});  // the probe is gone
+}
+
+TEST(OutputFiles, AFailedWriteLeavesNoFile) {
+  // A file-size limit makes write() fail with EFBIG, as a full disk fails with ENOSPC.
+  TempDir dir;
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  const auto previous = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = saved;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string big(10000, 'x');
+  const std::string atomic = error_of([&] { write_file_atomic((dir.path / "q.dfq").string(), big); });
+  const std::string plain = error_of([&] { write_file((dir.path / "p.png").string(), big); });
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, previous);
+  EXPECT_NE(atomic.find("q.dfq': expected 10000 bytes written, found 4096"), std::string::npos) << atomic;
+  EXPECT_NE(plain.find("p.png': expected 10000 bytes written, found 4096"), std::string::npos) << plain;
+  EXPECT_TRUE(names_in(dir.path).empty());
 }

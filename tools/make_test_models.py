@@ -225,6 +225,19 @@ class SigmoidHead(nn.Module):
         return torch.sigmoid(x)
 
 
+class FixedSizeHead(nn.Module):
+    """conv -> ReLU -> flatten -> Linear sized for 8x8 inputs only (no pooling):
+    the CLI's bad-input tests give it images of another size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.relu(self.conv(x)), 1))
+
+
 class UnsupportedSigmoid(nn.Module):
     def __init__(self):
         super().__init__()
@@ -350,6 +363,9 @@ def fixtures():
         ("unsupported_sigmoid", UnsupportedSigmoid, S, [conv, bn, "aten::sigmoid"], False,
          "conv-BN then module 'head' calling torch.sigmoid: must be refused naming aten::sigmoid "
          "and scope 'head'"),
+        # Appended last: the shared generator leaves every fixture above unchanged.
+        ("fixed_size_linear", FixedSizeHead, S, [conv, "aten::relu", "aten::flatten", "aten::linear"], True,
+         "conv + ReLU + flatten + Linear(256, 5): takes 8x8 inputs only"),
     ]
 
 

@@ -16,9 +16,8 @@
 #include "quant/simulate.h"
 
 namespace dfq {
-namespace {
 
-void validate(const QuantizeOptions& o, const at::Tensor& calibration) {
+void check_quantize_options(const QuantizeOptions& o) {
   check_bits(o.weight_bits, "--wbits");
   check_bits(o.activation_bits, "--abits");
   if (o.first_last_bits != 0) check_bits(o.first_last_bits, "--first-last-bits");
@@ -50,6 +49,12 @@ void validate(const QuantizeOptions& o, const at::Tensor& calibration) {
   if ((o.size_budget_bits_per_weight > 0 || o.bops_budget > 0) && o.first_last_bits > 0)
     fail("--first-last-bits", "no fixed first/last bits with a mixed-precision budget (the ILP chooses every layer)",
          std::to_string(o.first_last_bits));
+}
+
+namespace {
+
+void validate(const QuantizeOptions& o, const at::Tensor& calibration) {
+  check_quantize_options(o);
   if (!calibration.defined() || calibration.dim() != 4 || calibration.size(0) < 1)
     fail("calibration data", "a non-empty N x C x H x W batch",
          calibration.defined() ? c10::str(calibration.sizes()) : std::string("none"));

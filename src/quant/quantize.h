@@ -127,9 +127,13 @@ struct QuantizeReport {
   double seconds = 0.0;
 };
 
-// Throws dfq::Error for bit widths outside 2..8, both residual options set, a
-// budget outside [0, 1], an empty calibration batch, or a graph the quantizer
-// cannot place points in (qmodel.h).
+// Throws dfq::Error for options that do not fit together or lie outside their
+// ranges (bit widths outside 2..8, both residual options, a budget outside
+// [0, 1], ...): what quantize_model checks first, callable before slow steps.
+void check_quantize_options(const QuantizeOptions& options);
+
+// Throws dfq::Error for bad options (check_quantize_options), an empty
+// calibration batch, or a graph the quantizer cannot place points in (qmodel.h).
 QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration, const QuantizeOptions& options,
                               QuantizeReport& report);
 

@@ -8,8 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 
@@ -130,19 +132,17 @@ void load_generator(Generator& generator, const std::string& path) {
 }
 
 void save_generator(Generator& generator, const std::string& path) {
-  const std::string tmp = path + ".tmp";
+  // Serialized in memory, then written with checks: torch::save to a file
+  // aborts the process when a write fails (its writer throws again from a
+  // destructor), so a full disk would crash instead of being reported.
+  std::ostringstream bytes;
   try {
-    torch::save(generator, tmp);
-    std::filesystem::rename(tmp, path);
+    torch::save(generator, bytes);
   } catch (const c10::Error& e) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    fail("generator file '" + path + "'", "a writable path", "an error while saving");
-  } catch (const std::filesystem::filesystem_error& e) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    fail("generator file '" + path + "'", "a writable path", e.what());
+    std::string what = e.what_without_backtrace();
+    fail("generator file '" + path + "'", "a serializable generator", what.substr(0, what.find('\n')));
   }
+  write_file_atomic(path, bytes.str());
 }
 
 // Labels of one training step. The batch is two halves conditioned on the

@@ -82,9 +82,15 @@ void dump_png_folder(const SynthSet& set, const Preprocess& pre, int64_t classes
     if (c == 3) cv::cvtColor(image, out, cv::COLOR_RGB2BGR); else out = image;
     char name[32];
     std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
-    if (!cv::imwrite((sub / name).string(), out)) {
+    // Encoded in memory and written with checks: cv::imwrite does not report a
+    // full disk, so a truncated PNG could pass for a complete one.
+    std::vector<unsigned char> png;
+    if (!cv::imencode(".png", out, png)) fail("PNG folder '" + dir + "'", "PNG-encodable images", "an encoder failure");
+    try {
+      write_file((sub / name).string(), std::string(png.begin(), png.end()));
+    } catch (const Error& e) {
       fs::remove_all(tmp_dir, ec);
-      fail("PNG folder '" + dir + "'", "writable image files", "a failed write of " + (sub / name).string());
+      fail("PNG folder '" + dir + "'", "writable image files", e.what());
     }
   }
   fs::remove_all(final_dir, ec);
