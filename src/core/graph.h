@@ -81,7 +81,9 @@ struct Graph {
 };
 
 // Checks the structural invariants above (ids, topological order, arities,
-// required attributes and params); throws dfq::Error naming the bad node.
+// required attributes and params) and what the engines index or divide by
+// (attribute counts and ranges, float32 params of the right rank, names without
+// control characters); throws dfq::Error naming the bad node.
 void validate(const Graph& graph);
 
 // Number of scalar parameters a node owns (BN running statistics excluded).

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -21,17 +22,26 @@ namespace {
 
 const char* const kDecodable = "a decodable JPEG/PNG/BMP image";
 
+// The most pixels a resize may produce. A file of about 100 bytes can hold a
+// valid 1 x 20000 PNG, which resizing the shorter side to 256 would turn into
+// 1.3 G pixels (3.9 GB); PIL similarly refuses images above ~179 M pixels.
+constexpr int64_t kMaxResizedPixels = int64_t{1} << 27;
+
 std::string image_subject(const std::string& path) { return "image '" + path + "'"; }
 
 std::string size_text(int height, int width) { return std::to_string(height) + "x" + std::to_string(width); }
 
 // torchvision's Resize(int): the shorter side becomes `resize_shorter`, the longer
-// one is truncated (int(long * size / short)); integer arithmetic gives the same value.
+// one is truncated (int(long * size / short)); integer arithmetic gives the same
+// value. A longer side beyond INT_MAX (extreme aspect ratios) saturates.
 std::pair<int, int> resized_size(const Preprocess& pre, int height, int width) {
   if (pre.resize_shorter <= 0 || height <= 0 || width <= 0) return {height, width};
   const int64_t target = pre.resize_shorter;
-  if (height <= width) return {pre.resize_shorter, static_cast<int>(width * target / height)};
-  return {static_cast<int>(height * target / width), pre.resize_shorter};
+  auto longer = [&](int64_t side, int64_t shorter) {
+    return static_cast<int>(std::min<int64_t>(side * target / shorter, std::numeric_limits<int>::max()));
+  };
+  if (height <= width) return {pre.resize_shorter, longer(width, height)};
+  return {longer(height, width), pre.resize_shorter};
 }
 
 // torchvision's CenterCrop uses Python's round(), which sends halves to the even
@@ -244,6 +254,11 @@ void decode_image(const std::string& path, const Preprocess& pre, int height, in
   const cv::Mat* image = &decoded;
   const auto [resized_height, resized_width] = resized_size(pre, decoded.rows, decoded.cols);
   if (resized_height != decoded.rows || resized_width != decoded.cols) {
+    if (int64_t{resized_height} * resized_width > kMaxResizedPixels)
+      fail(image_subject(path),
+           "at most 2^27 pixels after resizing the shorter side to " + std::to_string(pre.resize_shorter),
+           size_text(decoded.rows, decoded.cols) + " pixels, which would become " +
+               size_text(resized_height, resized_width));
     const bool enlarging = resized_height > decoded.rows || resized_width > decoded.cols;
     cv::resize(decoded, scratch.resized, cv::Size(resized_width, resized_height), 0, 0,
                enlarging ? cv::INTER_LINEAR : cv::INTER_AREA);

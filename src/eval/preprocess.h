@@ -45,8 +45,9 @@ std::pair<int, int> output_size(const Preprocess& pre, int source_height, int so
 
 // Decodes the image file at `path` and writes channels x height x width
 // floats (CHW, normalized) to `dst`. Throws dfq::Error naming the file when it
-// cannot be read or decoded, has an unsupported depth or channel count, or
-// does not decode to exactly height x width after resize/crop.
+// cannot be read or decoded, has an unsupported depth or channel count, would
+// exceed 2^27 pixels when resized (an extreme aspect ratio), or does not decode
+// to exactly height x width after resize/crop.
 void decode_image(const std::string& path, const Preprocess& pre, int height, int width, float* dst);
 
 }  // namespace dfq

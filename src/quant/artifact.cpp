@@ -7,6 +7,8 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
+#include <type_traits>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -52,6 +54,43 @@ Op op_of(const std::string& name) {
   for (Op op : kAllOps)
     if (name == op_name(op)) return op;
   throw std::runtime_error("unknown op '" + name + "'");
+}
+
+// JSON integers, read strictly: nlohmann's get<int>() casts a float such as
+// 1e300 to the integer type, which is undefined behaviour out of range.
+template <typename T>
+T integer(const nlohmann::json& j) {
+  if (!j.is_number_integer()) throw std::runtime_error(j.dump().substr(0, 40) + " where an integer belongs");
+  const bool fits = j.is_number_unsigned()
+                        ? j.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                        : std::is_signed_v<T> ? j.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                                                    j.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max())
+                                              : j.get<int64_t>() >= 0;
+  if (!fits) throw std::runtime_error("the integer " + j.dump() + ", out of range");
+  return j.is_number_unsigned() ? static_cast<T>(j.get<uint64_t>()) : static_cast<T>(j.get<int64_t>());
+}
+
+template <typename T>
+std::vector<T> integers(const nlohmann::json& j) {
+  if (!j.is_array()) throw std::runtime_error(j.dump().substr(0, 40) + " where a list of integers belongs");
+  std::vector<T> out;
+  for (const nlohmann::json& v : j) out.push_back(integer<T>(v));
+  return out;
+}
+
+// Messages quote names and keys from the file, which may hold control characters.
+std::string one_line(std::string text) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return text;
+}
+
+// A node id used as a JSON key: canonical decimal, below `nodes`.
+int node_id(const std::string& key, size_t nodes) {
+  const bool decimal = !key.empty() && key.size() <= 9 && key.find_first_not_of("0123456789") == std::string::npos &&
+                       (key == "0" || key[0] != '0');
+  if (!decimal || std::stoul(key) >= nodes) throw std::runtime_error("entry for unknown node '" + key + "'");
+  return std::stoi(key);
 }
 
 }  // namespace
@@ -146,12 +185,20 @@ QuantizedModel load_quantized_model(const std::string& path) {
     const nlohmann::json& table = h.at("tensors");
     auto tensor = [&](const std::string& name) {
       const nlohmann::json& e = table.at(name);
-      const std::vector<int64_t> shape = e.at("shape").get<std::vector<int64_t>>();
+      const std::vector<int64_t> shape = integers<int64_t>(e.at("shape"));
       const at::ScalarType dtype = dtype_of(e.at("dtype").get<std::string>());
-      const size_t offset = e.at("offset").get<size_t>(), bytes = e.at("bytes").get<size_t>();
-      at::Tensor t = at::empty(shape, dtype);
-      if (bytes != t.nbytes() || offset > data_size || bytes > data_size - offset)
+      const uint64_t offset = integer<uint64_t>(e.at("offset")), bytes = integer<uint64_t>(e.at("bytes"));
+      // Checked before allocating: a shape must not make the reader allocate more than the file holds.
+      uint64_t count = 1;  // elements, compared with `bytes` before each product, so it cannot overflow
+      bool fits = true;
+      for (int64_t d : shape) {
+        if (d < 0) throw std::runtime_error("tensor '" + name + "' has a negative dimension");
+        if (d > 0 && count > bytes / static_cast<uint64_t>(d)) fits = false;
+        else count *= static_cast<uint64_t>(d);
+      }
+      if (!fits || offset > data_size || bytes > data_size - offset || count * c10::elementSize(dtype) != bytes)
         throw std::runtime_error("tensor '" + name + "' does not fit its shape or the file");
+      at::Tensor t = at::empty(shape, dtype);
       std::memcpy(t.data_ptr(), data + offset, bytes);
       return t;
     };
@@ -161,26 +208,30 @@ QuantizedModel load_quantized_model(const std::string& path) {
       n.id = static_cast<int>(model.graph.nodes.size());
       n.name = jn.at("name").get<std::string>();
       n.op = op_of(jn.at("op").get<std::string>());
-      n.inputs = jn.at("inputs").get<std::vector<int>>();
-      n.attrs.ints = jn.at("ints").get<std::map<std::string, std::vector<int64_t>>>();
+      n.inputs = integers<int>(jn.at("inputs"));
+      if (!jn.at("ints").is_object()) throw std::runtime_error("integer attributes are not an object");
+      for (const auto& [key, values] : jn.at("ints").items()) n.attrs.ints[key] = integers<int64_t>(values);
       n.attrs.reals = jn.at("reals").get<std::map<std::string, double>>();
       for (const std::string& key : jn.at("params").get<std::vector<std::string>>())
         n.params[key] = tensor("node" + std::to_string(n.id) + "." + key);
       model.graph.nodes.push_back(std::move(n));
     }
-    model.graph.output = g.at("output").get<int>();
-    model.graph.input_channels = g.at("input_channels").get<int64_t>();
+    model.graph.output = integer<int>(g.at("output"));
+    model.graph.input_channels = integer<int64_t>(g.at("input_channels"));
     model.graph.source = g.at("source").get<std::string>();
     for (const auto& [key, jw] : h.at("weights").items()) {
-      const int id = std::stoi(key);
-      if (id < 0 || id >= static_cast<int>(model.graph.nodes.size())) throw std::runtime_error("weight of unknown node " + key);
-      if (jw.at("zero_point").get<int>() != 0) throw std::runtime_error("non-zero weight zero point");
+      const int id = node_id(key, model.graph.nodes.size());
+      const Op op = model.graph.nodes[static_cast<size_t>(id)].op;
+      if (op != Op::Conv2d && op != Op::Linear) throw std::runtime_error("weight of node " + key + ", a " + op_name(op));
+      if (integer<int>(jw.at("zero_point")) != 0) throw std::runtime_error("non-zero weight zero point");
       WeightQuant w;
-      w.range = QuantRange{jw.at("bits").get<int>(), jw.at("signed").get<bool>()};
+      w.range = QuantRange{integer<int>(jw.at("bits")), jw.at("signed").get<bool>()};
       const std::string prefix = "weight" + key + ".";
       const bool packed = jw.at("packed_int4").get<bool>();
       if (packed != (w.range.bits <= 4)) throw std::runtime_error("packing flag of node " + key + " contradicts its bits");
-      const std::vector<int64_t> shape = jw.at("shape").get<std::vector<int64_t>>();
+      const std::vector<int64_t> shape = integers<int64_t>(jw.at("shape"));
+      if (shape.size() != (op == Op::Conv2d ? 4u : 2u))
+        throw std::runtime_error("weight shape " + c10::str(shape) + " of node " + key + ", a " + op_name(op));
       auto integers = [&](const std::string& name) { return packed ? unpack_int4(tensor(name), shape) : tensor(name); };
       w.q = integers(prefix + "q");
       w.scale = tensor(prefix + "scale");
@@ -199,26 +250,32 @@ QuantizedModel load_quantized_model(const std::string& path) {
       model.weights.emplace(id, std::move(w));
     }
     for (const auto& [key, ja] : h.at("activations").items()) {
-      if (ja.at("zero_point").get<int>() != 0) throw std::runtime_error("non-zero activation zero point");
-      model.activations[std::stoi(key)] =
-          ActivationQuant{QuantRange{ja.at("bits").get<int>(), ja.at("signed").get<bool>()}, ja.at("scale").get<double>()};
+      if (integer<int>(ja.at("zero_point")) != 0) throw std::runtime_error("non-zero activation zero point");
+      model.activations[node_id(key, model.graph.nodes.size())] =
+          ActivationQuant{QuantRange{integer<int>(ja.at("bits")), ja.at("signed").get<bool>()}, ja.at("scale").get<double>()};
     }
     const nlohmann::json& c = h.at("config");
     QuantConfig& cfg = model.config;
-    cfg.weight_bits = c.at("weight_bits"), cfg.activation_bits = c.at("activation_bits");
-    cfg.first_last_bits = c.at("first_last_bits"), cfg.per_channel = c.at("per_channel");
+    cfg.weight_bits = integer<int>(c.at("weight_bits")), cfg.activation_bits = integer<int>(c.at("activation_bits"));
+    cfg.first_last_bits = integer<int>(c.at("first_last_bits")), cfg.per_channel = c.at("per_channel");
     cfg.weight_range = c.at("weight_range"), cfg.activation_range = c.at("activation_range");
-    cfg.percentile = c.at("percentile"), cfg.residual_layers = c.at("residual_layers");
+    cfg.percentile = c.at("percentile"), cfg.residual_layers = integer<int>(c.at("residual_layers"));
     cfg.residual_budget = c.at("residual_budget"), cfg.bias_correction = c.at("bias_correction");
     cfg.weight_objective = c.at("weight_objective"), cfg.reconstruction = c.at("reconstruction");
     cfg.cross_layer_equalization = c.at("cross_layer_equalization");
-    cfg.calibration = c.at("calibration"), cfg.calibration_count = c.at("calibration_count");
-  } catch (const dfq::Error&) {
-    throw;
+    cfg.calibration = c.at("calibration"), cfg.calibration_count = integer<int64_t>(c.at("calibration_count"));
+  } catch (const dfq::Error& e) {
+    throw Error(subject + ": " + one_line(e.what()));  // e.g. a packed tensor that does not fit its shape
+  } catch (const c10::Error& e) {  // LibTorch's what() carries a multi-line backtrace
+    fail(subject, "a consistent header", one_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    fail(subject, "a consistent header", e.what());
+    fail(subject, "a consistent header", one_line(e.what()));
   }
-  validate(model.graph);
+  try {
+    validate(model);  // what the engines rely on: shapes, ranges, scales, points
+  } catch (const dfq::Error& e) {
+    throw Error(subject + ": " + one_line(e.what()));
+  }
   return model;
 }
 

@@ -25,7 +25,9 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path);
 
 // Throws dfq::Error naming the file and what was wrong: not a .dfq file (magic),
 // an unsupported version, truncated or corrupted data (lengths, CRC), or an
-// inconsistent header (unknown op, missing tensor, wrong shape).
+// inconsistent header (unknown op, missing tensor, wrong shape, a non-integer
+// where an integer belongs, or a model the engines cannot run: validate() in
+// qmodel.h). Allocates no more than the file's size implies before the checks.
 QuantizedModel load_quantized_model(const std::string& path);
 
 }  // namespace dfq

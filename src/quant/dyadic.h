@@ -67,6 +67,11 @@ inline int64_t round_shift_branchless(int64_t p, int64_t shift, int64_t half) {
   return (q ^ sign) - sign;
 }
 
+// x * 2^k (0 <= k <= 62, the product within int64) as a shift of the unsigned
+// bits: shifting a negative value left is undefined in C++17; this compiles to
+// the same instruction.
+inline int64_t shift_left(int64_t x, int64_t k) { return static_cast<int64_t>(static_cast<uint64_t>(x) << k); }
+
 // round(x * m / 2^s), the dyadic requantization of one value.
 inline int64_t requantize(int64_t x, Dyadic d) { return round_shift(x * d.multiplier, d.shift); }
 

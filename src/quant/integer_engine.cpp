@@ -319,7 +319,7 @@ inline __attribute__((always_inline)) void requantize_row_body(const int32_t* __
   if (acc_residual) {
     const int64_t* __restrict k = c.residual_shift.data();
     for (int64_t o = 0; o < channels; ++o) {
-      const int64_t v = (int64_t{acc[o]} << k[o]) + acc_residual[o] + bias[o];
+      const int64_t v = shift_left(acc[o], k[o]) + acc_residual[o] + bias[o];
       if (trace) trace[o] = v;
       const int64_t q = round_shift_branchless(v * m[o], s[o], half[o]);
       out[o] = static_cast<Out>(q < lo ? lo : q > hi ? hi : q);
@@ -395,7 +395,7 @@ void combine_residual(const int32_t* acc, const int32_t* acc_residual, int64_t r
     for (int64_t r = begin; r < end; ++r)
       for (int64_t o = 0; o < channels; ++o) {
         const int64_t i = r * channels + o;
-        combined[i] = (int64_t{acc[i]} << shift[static_cast<size_t>(o)]) + acc_residual[i];
+        combined[i] = shift_left(acc[i], shift[static_cast<size_t>(o)]) + acc_residual[i];
       }
   });
 }

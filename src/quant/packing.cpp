@@ -25,11 +25,22 @@ at::Tensor pack_int4(const at::Tensor& values) {
 }
 
 at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape) {
+  const std::string subject = "packed 4-bit tensor for shape " + c10::str(shape);
+  if (!packed.defined() || packed.scalar_type() != at::kByte)
+    fail(subject, "uint8 bytes", packed.defined() ? std::string(c10::toString(packed.scalar_type())) : "none");
+  // The shape is checked against the bytes before allocating, so that a bad shape
+  // (e.g. from a corrupted file) cannot request more memory than the bytes imply.
+  const int64_t bytes = packed.numel();
+  int64_t n = 1;
+  bool fits = true;
+  for (int64_t d : shape) {
+    if (d < 0) fail(subject, "non-negative dimensions", c10::str(shape));
+    if (d > 0 && n > (2 * bytes) / d) fits = false;
+    else n *= d;
+  }
+  if (!fits) fail(subject, "at most " + std::to_string(2 * bytes) + " elements (two per byte)", "more");
+  if (bytes != (n + 1) / 2) fail(subject, std::to_string((n + 1) / 2) + " bytes", std::to_string(bytes));
   at::Tensor out = at::empty(shape, at::kChar);
-  const int64_t n = out.numel();
-  if (!packed.defined() || packed.scalar_type() != at::kByte || packed.numel() != (n + 1) / 2)
-    fail("packed 4-bit tensor", std::to_string((n + 1) / 2) + " bytes (uint8) for shape " + c10::str(shape),
-         packed.defined() ? std::to_string(packed.numel()) + " elements of " + c10::toString(packed.scalar_type()) : "none");
   const at::Tensor p = packed.contiguous();
   const uint8_t* in = p.data_ptr<uint8_t>();
   int8_t* o = out.data_ptr<int8_t>();

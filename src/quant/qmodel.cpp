@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 
@@ -107,6 +108,104 @@ ActivationPoints activation_points(const Graph& g) {
     }
   }
   return p;
+}
+
+namespace {
+
+std::string shape_text(const at::Tensor& t) {
+  return t.defined() ? std::string(c10::toString(t.scalar_type())) + " " + c10::str(t.sizes()) : "none";
+}
+
+// A tensor of `type` and exactly `shape`.
+void require_tensor(const std::string& subject, const at::Tensor& t, at::ScalarType type, at::IntArrayRef shape) {
+  if (!t.defined() || t.scalar_type() != type || t.sizes() != shape)
+    fail(subject, std::string(c10::toString(type)) + " " + c10::str(shape), shape_text(t));
+}
+
+void require_integers_in(const std::string& subject, const at::Tensor& t, int64_t lo, int64_t hi) {
+  if (t.numel() == 0) return;
+  const int64_t min = t.min().item<int64_t>(), max = t.max().item<int64_t>();
+  if (min < lo || max > hi)
+    fail(subject, "values in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]",
+         "[" + std::to_string(min) + ", " + std::to_string(max) + "]");
+}
+
+void require_finite(const std::string& subject, const at::Tensor& t, bool positive) {
+  const bool ok = at::isfinite(t).all().item<bool>() && (!positive || (t > 0).all().item<bool>());
+  if (!ok) fail(subject, positive ? "finite values > 0" : "finite values", "other values");
+}
+
+void validate_weights(const Node& n, const WeightQuant& w) {
+  const std::string subject = "quantized weights of node '" + n.name + "'";
+  check_bits(w.range.bits, subject + " bits");
+  if (!w.range.is_signed) fail(subject, "signed integers", "unsigned");
+  const at::Tensor& weight = n.param("weight");
+  require_tensor(subject + " (integers)", w.q, at::kChar, weight.sizes());
+  const int64_t channels = w.q.size(0);
+  require_integers_in(subject + " (integers)", w.q, w.range.qmin(), w.range.qmax());
+  require_tensor(subject + " (scales)", w.scale, at::kFloat, {channels});
+  require_finite(subject + " (scales)", w.scale, /*positive=*/true);
+  require_tensor(subject + " (bias)", w.bias, at::kFloat, {channels});
+  require_finite(subject + " (bias)", w.bias, /*positive=*/false);
+  if (w.residual.defined()) {
+    require_tensor(subject + " (residual)", w.residual, at::kChar, weight.sizes());
+    require_integers_in(subject + " (residual)", w.residual, w.range.qmin(), w.range.qmax());
+    require_tensor(subject + " (residual shifts)", w.residual_shift, at::kLong, {channels});
+    require_integers_in(subject + " (residual shifts)", w.residual_shift, 1, w.range.bits + 1);
+  } else if (w.residual_shift.defined()) {
+    fail(subject, "residual shifts only with a residual tensor", "shifts without one");
+  }
+  if (!std::isfinite(w.clip_ratio)) fail(subject + " clip ratio", "a finite number", std::to_string(w.clip_ratio));
+}
+
+}  // namespace
+
+void validate(const QuantizedModel& model) {
+  const Graph& g = model.graph;
+  validate(g);
+  for (const auto& [id, w] : model.weights)
+    if (id < 0 || id >= static_cast<int>(g.nodes.size()) ||
+        (g.node(id).op != Op::Conv2d && g.node(id).op != Op::Linear))
+      fail("quantized weights of node id " + std::to_string(id), "a Conv2d or Linear node",
+           id >= 0 && id < static_cast<int>(g.nodes.size()) ? std::string(op_name(g.node(id).op)) : "no such node");
+  for (const Node& n : g.nodes) {
+    if (n.op != Op::Conv2d && n.op != Op::Linear) continue;
+    const auto it = model.weights.find(n.id);
+    if (it == model.weights.end()) fail("node '" + n.name + "'", "quantized weights", "none");
+    validate_weights(n, it->second);
+  }
+  const ActivationPoints points = activation_points(g);
+  for (const auto& [id, a] : model.activations)
+    if (id < 0 || id >= static_cast<int>(g.nodes.size()) || points.scale_source[static_cast<size_t>(id)] != id)
+      fail("activation quantization of node id " + std::to_string(id), "a quantization point (qmodel.h)",
+           id >= 0 && id < static_cast<int>(g.nodes.size()) ? "node '" + g.node(id).name + "', which is none"
+                                                            : "no such node");
+  for (size_t p = 0; p < points.points.size(); ++p) {
+    const Node& n = g.node(points.points[p]);
+    const std::string subject = "activation quantization of node '" + n.name + "'";
+    const auto it = model.activations.find(n.id);
+    if (it == model.activations.end()) fail(subject, "an entry (the node is a quantization point)", "none");
+    const ActivationQuant& a = it->second;
+    check_bits(a.range.bits, subject + " bits");
+    if (a.range.is_signed == points.is_unsigned[p])
+      fail(subject, points.is_unsigned[p] ? "unsigned (the value is >= 0)" : "signed", a.range.is_signed ? "signed" : "unsigned");
+    if (n.id == 0 && a.range.bits != 8) fail(subject, "8 bits at the input", std::to_string(a.range.bits));
+    if (!std::isfinite(a.scale) || !(a.scale > 0)) fail(subject + " scale", "a finite number > 0", std::to_string(a.scale));
+  }
+  // The engines put each bias on its layer's accumulator grid, round(bias / unit)
+  // with unit = input scale * weight scale (* 2^-shift), and add it in int64:
+  // it must be a finite number well inside that range (2^52: exact in double too).
+  for (const auto& [id, w] : model.weights) {
+    const Node& n = g.node(id);
+    const int source = points.scale_source[static_cast<size_t>(n.inputs[0])];
+    if (source < 0) fail("node '" + n.name + "'", "a quantized input", "an input without a quantization point");
+    at::Tensor unit = w.scale.to(at::kDouble) * model.activations.at(source).scale;
+    if (w.residual.defined()) unit = unit / at::pow(2.0, w.residual_shift.to(at::kDouble));
+    const at::Tensor units = (w.bias.to(at::kDouble) / unit).abs();
+    if (!(at::isfinite(units).all().item<bool>() && units.max().item<double>() <= std::ldexp(1.0, 52)))
+      fail("quantized bias of node '" + n.name + "'", "at most 2^52 accumulator units (bias / (input scale * weight scale))",
+           std::to_string(units.max().item<double>()));
+  }
 }
 
 }  // namespace dfq

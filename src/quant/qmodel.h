@@ -76,6 +76,17 @@ struct QuantizedModel {
   QuantConfig config;
 };
 
+// Checks what the engines rely on and the quantizer guarantees, so that an
+// inconsistent artifact is refused when loaded: the graph's invariants
+// (graph.h); weights for exactly the Conv2d/Linear nodes (signed, 2-8 bits,
+// int8 integers of the layer's weight shape within that range, finite float32
+// scales > 0 and finite biases per output channel, a residual of the same
+// shape with int64 shifts in 1..bits+1); an activation for exactly the
+// quantization points (2-8 bits, signed 8-bit at the input, signedness of
+// activation_points(), a finite scale > 0), and biases within 2^52 units of
+// their layer's accumulator. Throws dfq::Error naming the node.
+void validate(const QuantizedModel& model);
+
 // Node ids whose output is a quantization point (see above), in graph order,
 // and for every node the point whose scale its output carries (-1 for the
 // graph output and for nodes before a fused activation).
