@@ -116,6 +116,27 @@ TEST(Dyadic, RequantizationRoundsExactlyAndApproximatesTheRatio) {
   EXPECT_NE(error_of([] { to_dyadic(std::ldexp(1.0, 40)); }).find("below 2^30"), std::string::npos);
 }
 
+// A power-of-two ratio: the multiplier is 2^(b-1) and multiply-and-shift is
+// exactly a rounding shift (right for 2^-k, left for 2^k).
+TEST(Dyadic, PowerOfTwoRatiosAreExactShifts) {
+  std::mt19937_64 rng(6);
+  std::uniform_int_distribution<int64_t> value(-(int64_t{1} << 31) + 1, (int64_t{1} << 31) - 1);
+  for (int e = -30; e <= 20; ++e)
+    for (int bits : {31, 24, 12}) {
+      if (e >= bits - 1) continue;  // to_dyadic refuses ratios >= 2^(bits - 1)
+      const Dyadic d = to_dyadic(std::ldexp(e % 3 == 0 ? -1.0 : 1.0, e), bits);
+      ASSERT_EQ(std::llabs(d.multiplier), int64_t{1} << (bits - 1)) << e;
+      ASSERT_EQ(d.shift, bits - 1 - e) << e;
+      for (int t = 0; t < 200; ++t) {
+        const int64_t x = value(rng) >> (bits < 31 ? 31 - bits + 10 : 10);  // |x * m| < 2^62
+        const int64_t sign = d.multiplier < 0 ? -1 : 1;
+        const int64_t shifted = e <= 0 ? round_shift(x, -e) : x * (int64_t{1} << e);
+        ASSERT_EQ(requantize(x, d), sign * shifted) << x << " * 2^" << e;
+        ASSERT_EQ(requantize(x, d), exact_requantize(x, d));
+      }
+    }
+}
+
 TEST(Dyadic, SumsShareOneShiftAndRoundOnce) {
   const std::vector<Dyadic> d = to_dyadic_sum({0.75, -0.004});
   ASSERT_EQ(d.size(), 2u);
