@@ -34,6 +34,7 @@ struct QuantizeCommand {
   uint64_t seed = 0;
   bool per_tensor = false, quiet = false;
   bool cle = false, cle_keep_relu6 = false, cle_no_absorption = false;
+  bool pow2_scales = false, weight_lut = false;
 };
 
 const char* kUsage =
@@ -128,6 +129,12 @@ static void describe_options(po::options_description& options, QuantizeCommand& 
        "conv -> ReLU -> conv pairs; ReLU6 between equalized layers becomes ReLU; biases absorbed into the next layer")
       ("cle-keep-relu6", po::bool_switch(&cmd.cle_keep_relu6), "with --cle: keep ReLU6, skip the pairs around one")
       ("cle-no-absorption", po::bool_switch(&cmd.cle_no_absorption), "with --cle: no bias absorption")
+      ("pow2-scales", po::bool_switch(&cmd.pow2_scales),
+       "every weight and activation scale a power of two (requantization by shifts), chosen by the range "
+       "method over power-of-two candidates")
+      ("weight-lut", po::bool_switch(&cmd.weight_lut),
+       "layers of <= 4-bit weights: 4-bit codes into a per-layer table of 16 int8 levels (non-uniform), "
+       "fitted from the uniform grid by Lloyd iterations on the weight objective; AdaRound chooses between table levels")
       ("size-budget", po::value(&cmd.size_budget)->default_value(cmd.size_budget),
        "mixed precision: average weight bits per weight (e.g. 4); each layer's bits chosen by an exact ILP "
        "(GLPK) minimizing the summed per-layer output divergence (0: uniform --wbits)")
@@ -212,10 +219,13 @@ int run_quantize(int argc, char** argv) {
   if (o.reconstruct.method == Reconstruction::kNone && !vm["reconstruct-iters"].defaulted())
     fail("--reconstruct-iters", "--reconstruct adaround or adaquant", "--reconstruct none");
   o.quiet = cmd.quiet;
+  o.power_of_two_scales = cmd.pow2_scales;
+  o.weight_lut = cmd.weight_lut;
   // The objective is mmse's; other range methods have none unless the user asked for one.
   if (o.weight_range.method != RangeMethod::kMmse && vm["weight-objective"].defaulted())
     o.weight_objective = WeightObjective::kWeight;
-  check_quantize_options(o);  // before any slow step
+  // Checks bits, residual, mixed-precision and lookup-table options before any slow step.
+  check_quantize_options(o);
 
   const int threads = set_threads(cmd.threads);
   const Graph graph = import_torchscript(cmd.model);
@@ -246,6 +256,13 @@ int run_quantize(int argc, char** argv) {
                   ? "none"
                   : (std::string(to_string(o.reconstruct.method)) + " (" + std::to_string(o.reconstruct.iterations) + " steps/layer)").c_str(),
               describe_equalization(o).c_str(), threads, static_cast<unsigned long long>(cmd.seed));
+  std::printf("levels    weights %s; scales %s\n",
+              o.weight_lut ? (std::string("lookup table per layer of <= 4 bits (2^bits int8 levels, Lloyd fit on the ") +
+                              to_string(o.weight_objective) + " objective" +
+                              (o.reconstruct.method == Reconstruction::kAdaRound ? ", AdaRound between table levels)" : ")"))
+                                 .c_str()
+                           : "uniform",
+              o.power_of_two_scales ? "powers of two (requantization by shifts)" : "any real");
   std::fflush(stdout);
 
   at::Tensor calibration;
@@ -295,6 +312,17 @@ int run_quantize(int argc, char** argv) {
   for (const LayerReport& l : report.layers)
     std::printf("%-28s %4d %9.3f %10.2f %8s %10.4g\n", l.name.c_str(), l.bits, l.clip_ratio, l.weight_sqnr_db,
                 l.residual ? "yes" : "no", l.bias_shift);
+  bool any_lut = false;
+  for (const LayerReport& l : report.layers) any_lut = any_lut || !l.lut.empty();
+  if (any_lut) {
+    std::printf("\n%-28s %9s %5s  %s\n", "lookup table", "obj/unif", "iters", "levels by code");
+    for (const LayerReport& l : report.layers) {
+      if (l.lut.empty()) continue;
+      std::string levels;
+      for (int v : l.lut) levels += (levels.empty() ? "" : " ") + std::to_string(v);
+      std::printf("%-28s %9.3f %5d  %s\n", l.name.c_str(), l.lut_objective_ratio, l.lut_iterations, levels.c_str());
+    }
+  }
   if (!report.mixed_precision.empty()) {
     std::printf("\nmixed precision (ILP: predicted divergence %.4g, %.3g BOPs/image)\n%-28s %6s  %s\n",
                 report.predicted_divergence, report.bops, "layer", "bits", "KL at candidate bits");
@@ -329,12 +357,18 @@ int run_quantize(int argc, char** argv) {
 
   if (!cmd.json.empty()) {
     nlohmann::json layers = nlohmann::json::array(), points = nlohmann::json::array();
-    for (const LayerReport& l : report.layers)
+    for (const LayerReport& l : report.layers) {
       layers.push_back({{"name", l.name}, {"bits", l.bits}, {"parameters", l.parameters}, {"clip_ratio", l.clip_ratio},
                         {"normalized_error", l.normalized_error}, {"weight_sqnr_db", l.weight_sqnr_db},
                         {"residual", l.residual}, {"bias_shift", l.bias_shift},
                         {"reconstruction_error_before", l.reconstruction_error_before},
                         {"reconstruction_error_after", l.reconstruction_error_after}, {"rounding_changed", l.rounding_changed}});
+      if (!l.lut.empty()) {
+        layers.back()["lut"] = l.lut;
+        layers.back()["lut_objective_ratio"] = l.lut_objective_ratio;
+        layers.back()["lut_iterations"] = l.lut_iterations;
+      }
+    }
     for (const PointReport& p : report.points)
       points.push_back({{"name", p.name}, {"range", p.range}, {"scale", p.scale}, {"clip", p.clip},
                         {"activation_sqnr_db", std::isfinite(p.activation_sqnr_db) ? p.activation_sqnr_db : 999.0}});
@@ -345,6 +379,7 @@ int run_quantize(int argc, char** argv) {
                         {"residual_budget", o.residual_budget}, {"bias_correction", to_string(o.bias_correction)},
                         {"weight_objective", to_string(o.weight_objective)},
                         {"cross_layer_equalization", o.cross_layer_equalization},
+                        {"pow2_scales", o.power_of_two_scales}, {"weight_lut", o.weight_lut},
                         {"reconstruct", to_string(o.reconstruct.method)}, {"reconstruct_iters", o.reconstruct.iterations},
                         {"calibration", calibration_text}, {"calibration_count", calibration.size(0)},
                         {"seed", cmd.seed}, {"threads", threads}, {"seconds", report.seconds},

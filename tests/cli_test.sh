@@ -173,6 +173,20 @@ expect "--first-last-bits with a BOPs budget is refused" 1 "--first-last-bits.*I
 expect "--wbits with a size budget is refused" 1 "--wbits.*ILP chooses" -- "${q[@]}" --size-budget 4 --wbits 4
 expect "--candidate-bits without a budget is refused" 1 "--candidate-bits.*--size-budget" -- "${q[@]}" --candidate-bits 2,4
 expect "malformed --candidate-bits is refused" 1 "--candidate-bits.*comma-separated" -- "${q[@]}" --size-budget 4 --candidate-bits 4,,8
+expect "--pow2-scales --weight-lut quantizes and prints the tables" 0 "lookup table +obj/unif" -- \
+  "${q[@]}" --wbits 4 --abits 8 --pow2-scales --weight-lut --reconstruct-iters 50 --json "$tmp/lut.json" --out "$tmp/lut.dfq" --quiet
+for key in lut lut_objective_ratio pow2_scales weight_lut; do
+  grep -q "\"$key\"" "$tmp/lut.json" && ok "quantize JSON has $key" || bad "quantize JSON has $key"
+done
+grep -q '"pow2_scales": true' "$tmp/lut.json" && ok "quantize JSON records pow2_scales true" || bad "quantize JSON records pow2_scales true"
+expect "a lookup-table model runs in the integer engine" 0 "top-1" -- \
+  "$dfq" eval --qmodel "$tmp/lut.dfq" --data "$tmp/synth/png" --preset fashion-mnist --quiet
+expect "--weight-lut with --wbits 8 is refused" 1 "--weight-lut.*--wbits 4 or fewer.*--wbits 8" -- "${q[@]}" --weight-lut --wbits 8
+expect "--weight-lut with residual tensors is refused" 1 "--weight-lut.*no residual tensors" -- \
+  "${q[@]}" --weight-lut --wbits 4 --residual-layers 1
+expect "--weight-lut with a size budget is refused" 1 "--weight-lut.*no --size-budget" -- "${q[@]}" --weight-lut --size-budget 4
+expect "--weight-lut with adaquant is refused" 1 "--weight-lut.*adaround or none" -- \
+  "${q[@]}" --weight-lut --wbits 4 --reconstruct adaquant
 [ ! -e "$tmp/x.dfq.tmp" ] && ok "no partial artifact left behind" || bad "no partial artifact left behind"
 
 # Reference figures on ../shared (FP32 top-1 to +-2 images).

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -113,6 +114,27 @@ TEST(Dyadic, RequantizationRoundsExactlyAndApproximatesTheRatio) {
   EXPECT_EQ(to_dyadic(0.0).multiplier, 0);
   EXPECT_NE(error_of([] { to_dyadic(NAN); }).find("finite"), std::string::npos);
   EXPECT_NE(error_of([] { to_dyadic(std::ldexp(1.0, 40)); }).find("below 2^30"), std::string::npos);
+}
+
+// A power-of-two ratio: the multiplier is 2^(b-1) and multiply-and-shift is
+// exactly a rounding shift (right for 2^-k, left for 2^k).
+TEST(Dyadic, PowerOfTwoRatiosAreExactShifts) {
+  std::mt19937_64 rng(6);
+  std::uniform_int_distribution<int64_t> value(-(int64_t{1} << 31) + 1, (int64_t{1} << 31) - 1);
+  for (int e = -30; e <= 20; ++e)
+    for (int bits : {31, 24, 12}) {
+      if (e >= bits - 1) continue;  // to_dyadic refuses ratios >= 2^(bits - 1)
+      const Dyadic d = to_dyadic(std::ldexp(e % 3 == 0 ? -1.0 : 1.0, e), bits);
+      ASSERT_EQ(std::llabs(d.multiplier), int64_t{1} << (bits - 1)) << e;
+      ASSERT_EQ(d.shift, bits - 1 - e) << e;
+      for (int t = 0; t < 200; ++t) {
+        const int64_t x = value(rng) >> (bits < 31 ? 31 - bits + 10 : 10);  // |x * m| < 2^62
+        const int64_t sign = d.multiplier < 0 ? -1 : 1;
+        const int64_t shifted = e <= 0 ? round_shift(x, -e) : x * (int64_t{1} << e);
+        ASSERT_EQ(requantize(x, d), sign * shifted) << x << " * 2^" << e;
+        ASSERT_EQ(requantize(x, d), exact_requantize(x, d));
+      }
+    }
 }
 
 TEST(Dyadic, SumsShareOneShiftAndRoundOnce) {
@@ -267,4 +289,78 @@ TEST(IntegerEngine, SharedModelsBitExact) {
     ++ran;
   }
   if (ran == 0) GTEST_SKIP() << "../shared not found: ResNet-20/56 and MobileNetV2 not checked";
+}
+
+namespace {
+
+bool power_of_two_multiplier(const Dyadic& d) {
+  const int64_t m = std::llabs(d.multiplier);
+  return m > 0 && (m & (m - 1)) == 0;
+}
+
+}  // namespace
+
+// With power-of-two scales every requantization ratio s_in s_w / s_out (and
+// s_a / s_out, s_b / s_out of an add) is a power of two, so every dyadic
+// multiplier is one: the requantization is a rounding shift. Checked on every
+// multiplier the engine prepared (residual adds reading an accumulator
+// included), with residual tensors, and with lookup tables; the engines stay
+// bit-exact and close to the simulated one. Without the option some multiplier
+// is not a power of two (the check can fail).
+TEST(IntegerEngine, PowerOfTwoScalesMakeEveryMultiplierAPowerOfTwo) {
+  const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor calib = random_batch({32, 1, 28, 28}, 14);
+  const at::Tensor x = random_batch({8, 1, 28, 28}, 15);
+  struct Case {
+    const char* name;
+    bool pow2, lut;
+    int wbits, abits, residual;
+  };
+  for (const Case& c : {Case{"W4A4 pow2", true, false, 4, 4, 0}, Case{"W4A4 pow2 + residual", true, false, 4, 4, 2},
+                        Case{"W8A8 pow2", true, false, 8, 8, 0}, Case{"W4A4 pow2 + lut", true, true, 4, 4, 0},
+                        Case{"W4A8 pow2 + lut", true, true, 4, 8, 0}, Case{"W4A4", false, false, 4, 4, 0}}) {
+    SCOPED_TRACE(c.name);
+    QuantizeOptions o;
+    o.weight_bits = c.wbits, o.activation_bits = c.abits, o.residual_layers = c.residual;
+    o.power_of_two_scales = c.pow2, o.weight_lut = c.lut;
+    QuantizeReport report;
+    const QuantizedModel q = quantize_model(g, calib, o, report);
+    const IntegerEngine engine(q, IntKernel::kReference);
+    int multipliers = 0, powers = 0;
+    bool add_seen = false;
+    std::map<std::string, Op> op_of;
+    for (const Node& n : q.graph.nodes) op_of[n.name] = n.op;
+    for (const RequantizationReport& r : engine.requantizations()) {
+      add_seen = add_seen || op_of.at(r.name) == Op::Add;
+      for (const Dyadic& d : r.multipliers) {
+        ++multipliers;
+        powers += power_of_two_multiplier(d);
+        if (c.pow2) {
+          EXPECT_TRUE(power_of_two_multiplier(d)) << r.name << ": " << d.multiplier << " * 2^-" << d.shift;
+        }
+      }
+    }
+    EXPECT_TRUE(add_seen);
+    EXPECT_GT(multipliers, 50);
+    if (!c.pow2) {
+      EXPECT_LT(powers, multipliers);
+    }
+    // Average pools: s_in / s_out a power of two too (the window count is the model's).
+    const ActivationPoints points = activation_points(q.graph);
+    int pools = 0;
+    for (const Node& n : q.graph.nodes) {
+      if ((n.op != Op::AvgPool2d && n.op != Op::AdaptiveAvgPool2d && n.op != Op::Mean) || !q.activations.count(n.id)) continue;
+      ++pools;
+      const double ratio = q.activations.at(points.scale_source[static_cast<size_t>(n.inputs[0])]).scale / q.activations.at(n.id).scale;
+      if (c.pow2) {
+        EXPECT_TRUE(power_of_two_multiplier(to_dyadic(ratio))) << n.name;
+      }
+    }
+    EXPECT_GE(pools, 1);
+    expect_bit_exact(q, x);
+    expect_close_to_simulated(q, x, 0.02);
+    if (c.lut) {
+      for (const auto& [id, w] : q.weights) EXPECT_EQ(w.lut.defined(), w.range.bits <= 4);
+    }
+  }
 }

@@ -515,5 +515,107 @@ TEST(RangeHistogram, RefusesBadInput) {
   EXPECT_NE(error_of([&] { h.merge(other); }), "");
 }
 
+// ---- power-of-two scales ------------------------------------------------------
+
+// scale = clip / qmax is exactly 2^k.
+bool power_of_two_scale(double clip, QuantRange range) {
+  int exponent = 0;
+  return std::frexp(clip / static_cast<double>(range.qmax()), &exponent) == 0.5;
+}
+
+RangeOptions pow2(RangeMethod method, double percentile = 99.99) { return RangeOptions{method, percentile, true}; }
+
+// mmse over powers of two: the chosen clip is a power-of-two scale and no
+// other power of two (from 2^-30 to 2^10 scales) has a lower exact MSE, on
+// exact values, on a histogram, and per channel of a weight.
+TEST(RangePowerOfTwo, MmseIsTheBestPowerOfTwoOnValuesHistogramsAndChannels) {
+  for (Dist d : {Dist::kUniform, Dist::kGaussian, Dist::kLaplace})
+    for (QuantRange range : {QuantRange{4, true}, QuantRange{8, true}, QuantRange{3, false}}) {
+      SCOPED_TRACE(std::string(name(d)) + " " + range.describe());
+      const at::Tensor x = samples(d, 20000, 31) * 0.37;
+      std::vector<double> candidates;
+      for (int k = -30; k <= 10; ++k) candidates.push_back(std::ldexp(static_cast<double>(range.qmax()), k));
+      const std::vector<double> mse = brute_mse(x, candidates, range);
+      const double best = *std::min_element(mse.begin(), mse.end());
+      const double exact = choose_clip(x, range, pow2(RangeMethod::kMmse));
+      EXPECT_TRUE(power_of_two_scale(exact, range)) << exact;
+      EXPECT_LE(quantization_mse(x, exact, range), best * (1 + 1e-9));
+      Histogram h;
+      h.add(x);
+      const double binned = h.clip(range, pow2(RangeMethod::kMmse));
+      EXPECT_TRUE(power_of_two_scale(binned, range)) << binned;
+      EXPECT_LE(quantization_mse(x, binned, range), best * 1.01);  // the histogram estimates the MSE
+      // Never better than the unconstrained search (which is within 1 % of the optimum).
+      EXPECT_GE(quantization_mse(x, exact, range), 0.99 * quantization_mse(x, choose_clip(x, range, with(RangeMethod::kMmse)), range));
+    }
+  // Per channel, channels of very different magnitudes.
+  at::Generator gen = at::detail::createCPUGenerator(32);
+  const at::Tensor w = at::randn({5, 40}, gen) * at::tensor({1e-3, 0.02, 0.5, 3.0, 70.0}).unsqueeze(1);
+  const QuantRange range{4, true};
+  const at::Tensor clips = choose_weight_clips(w, range, pow2(RangeMethod::kMmse));
+  for (int64_t o = 0; o < 5; ++o) {
+    const double c = clips[o].item<double>();
+    EXPECT_TRUE(power_of_two_scale(c, range)) << "channel " << o << ": " << c;
+    for (double other : {c / 4, c / 2, c * 2, c * 4})
+      EXPECT_LE(quantization_mse(w[o], c, range), quantization_mse(w[o], other, range)) << "channel " << o;
+  }
+}
+
+// minmax: the smallest power of two that clips nothing; percentile and kl: their
+// clip rounded on a log scale; all-zero data: a power of two too.
+TEST(RangePowerOfTwo, OtherMethodsRoundToAPowerOfTwo) {
+  const QuantRange range{8, true};
+  const at::Tensor x = samples(Dist::kGaussian, 20000, 33);
+  const double hi = x.abs().max().item<double>();
+  const double minmax = choose_clip(x, range, pow2(RangeMethod::kMinMax));
+  EXPECT_TRUE(power_of_two_scale(minmax, range));
+  EXPECT_GE(minmax, hi);
+  EXPECT_LT(minmax / 2, hi);
+  for (RangeMethod m : {RangeMethod::kPercentile, RangeMethod::kKl}) {
+    SCOPED_TRACE(to_string(m));
+    const double free = choose_clip(x, range, with(m, 99.9)), rounded = choose_clip(x, range, pow2(m, 99.9));
+    EXPECT_TRUE(power_of_two_scale(rounded, range)) << rounded;
+    EXPECT_LE(std::fabs(std::log2(rounded / free)), 0.5 + 1e-12);
+    EXPECT_EQ(rounded, nearest_power_of_two_clip(free, range));
+  }
+  Histogram zeros;
+  zeros.add(at::zeros({100}));
+  EXPECT_TRUE(power_of_two_scale(zeros.clip(range, pow2(RangeMethod::kMmse)), range));
+  EXPECT_TRUE(power_of_two_scale(choose_weight_clips(at::zeros({2, 3}), range, pow2(RangeMethod::kMmse))[0].item<double>(), range));
+  EXPECT_EQ(nearest_power_of_two_clip(127 * 0.7, range), 127 * 0.5);  // log2(0.7) = -0.51
+  EXPECT_EQ(nearest_power_of_two_clip(127 * 0.75, range), 127 * 1.0);  // log2(0.75) = -0.42
+}
+
+// The output objective over powers of two: per channel, halving or doubling any
+// one channel's clip never lowers the objective; per tensor likewise.
+TEST(RangePowerOfTwo, OutputObjectiveChoosesTheBestPowerOfTwoPerChannel) {
+  at::Generator gen = at::detail::createCPUGenerator(34);
+  const int64_t out = 6, d = 18;
+  const at::Tensor w = at::randn({out, 2, 3, 3}, gen) * at::linspace(0.01, 5.0, out).reshape({out, 1, 1, 1});
+  const QuantRange range{4, true};
+  const at::Tensor a = at::randn({2, d, d}, gen, at::kDouble) + 2 * at::eye(d, at::kDouble);
+  const at::Tensor h = at::bmm(a, a.transpose(1, 2));
+  for (bool per_channel : {true, false}) {
+    SCOPED_TRACE(per_channel ? "per channel" : "per tensor");
+    const at::Tensor clips = choose_weight_clips_for_output(w, range, h, per_channel, true);
+    const double chosen = output_error(w, clips, range, h);
+    for (int64_t o = 0; o < out; ++o) EXPECT_TRUE(power_of_two_scale(clips[o].item<double>(), range)) << o;
+    for (double factor : {0.25, 0.5, 2.0, 4.0}) {
+      if (per_channel) {
+        for (int64_t o = 0; o < out; ++o) {
+          at::Tensor other = clips.clone();
+          other[o] = other[o] * factor;
+          EXPECT_LE(chosen, output_error(w, other, range, h) * (1 + 1e-9)) << "channel " << o << " x" << factor;
+        }
+      } else {
+        EXPECT_LE(chosen, output_error(w, clips * factor, range, h) * (1 + 1e-9)) << "x" << factor;
+      }
+    }
+    // A power of two costs something over free scales, but not much.
+    const double free = output_error(w, choose_weight_clips_for_output(w, range, h, per_channel), range, h);
+    EXPECT_GE(chosen, 0.99 * free);
+  }
+}
+
 }  // namespace
 }  // namespace dfq

@@ -17,6 +17,7 @@
 #include "quant/quantize.h"
 #include "quant/quantizer.h"
 #include "quant/simulate.h"
+#include "quant/weight_lut.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -320,4 +321,189 @@ TEST(Quantize, MixedPrecisionMeetsTheSizeBudgetAndRunsInIntegers) {
   EXPECT_NE(error_of([&] { quantize_model(g, calib, o, report); }).find("--candidate-bits"), std::string::npos);
   o.candidate_bits = {8};  // 8 bits everywhere cannot fit 4 bits/weight
   EXPECT_NE(error_of([&] { quantize_model(g, calib, o, report); }).find("size_bits"), std::string::npos);
+}
+
+namespace {
+
+bool is_power_of_two(double v) {
+  int exponent = 0;
+  return v > 0 && std::frexp(v, &exponent) == 0.5;
+}
+
+// d_o^T H d_o summed over channels (or |d|^2 without H), computed here from the
+// definition rather than by the library.
+double objective(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& q, const at::Tensor& h) {
+  const int64_t channels = w.size(0);
+  const at::Tensor d = w.to(at::kDouble).reshape({channels, -1}) -
+                       scale.to(at::kDouble).unsqueeze(1) * q.to(at::kDouble).reshape({channels, -1});
+  if (!h.defined()) return d.pow(2).sum().item<double>();
+  double total = 0;
+  const int64_t per_group = channels / h.size(0);
+  for (int64_t o = 0; o < channels; ++o) total += d[o].dot(h[o / per_group].to(at::kDouble).mv(d[o])).item<double>();
+  return total;
+}
+
+}  // namespace
+
+// The table starts from the uniform grid and keeps the best iterate, so it is
+// never worse than the uniform quantizer on the objective it fits; on
+// Laplacian (peaked, long-tailed) weights non-uniform levels are clearly better.
+// q is lut[codes], the table int8, and scales are powers of two when asked.
+TEST(WeightLut, NeverWorseThanUniformAndBetterOnLaplacianWeights) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(21);
+  const int64_t out = 16, d = 27;
+  const at::Tensor uniform_w = (at::rand({out, 3, 3, 3}, gen) * 2 - 1) * at::linspace(0.1, 1.0, out).reshape({out, 1, 1, 1});
+  const at::Tensor sign = at::randint(0, 2, {out, 3, 3, 3}, gen).to(at::kFloat) * 2 - 1;
+  const at::Tensor laplace_w = at::empty({out, 3, 3, 3}).exponential_(1.0, gen) * sign * 0.1;
+  // Correlated inputs: H = A A^T / d, one group.
+  const at::Tensor a = at::randn({d, d}, gen, at::kDouble) + 2 * at::eye(d, at::kDouble);
+  const at::Tensor h = (a.matmul(a.t()) / static_cast<double>(d)).unsqueeze(0);
+  const QuantRange range{4, true};
+  for (bool power_of_two : {false, true})
+    for (bool output : {false, true})
+      for (bool laplace : {false, true}) {
+        SCOPED_TRACE(std::string(power_of_two ? "pow2 " : "") + (output ? "output objective " : "weight objective ") +
+                     (laplace ? "laplace" : "uniform"));
+        const at::Tensor& w = laplace ? laplace_w : uniform_w;
+        const at::Tensor hessian = output ? h : at::Tensor();
+        RangeOptions mmse;
+        mmse.power_of_two = power_of_two;
+        const at::Tensor clips = output ? choose_weight_clips_for_output(w, range, h, true, power_of_two)
+                                        : choose_weight_clips(w, range, mmse);
+        const at::Tensor scale = (clips / 7.0).to(at::kFloat);
+        const double uniform = objective(w, scale, quantize(w, scale, range, 0), hessian);
+        const WeightLut fit = fit_weight_lut(w, scale, range, hessian, power_of_two);
+        ASSERT_EQ(fit.lut.scalar_type(), at::kChar);
+        ASSERT_EQ(fit.lut.numel(), 16);
+        EXPECT_LE(fit.lut.abs().max().item<int>(), 127);
+        EXPECT_LT(fit.codes.max().item<int>(), 16);
+        EXPECT_TRUE(at::equal(fit.q, decode_lut(fit.codes, fit.lut)));
+        EXPECT_EQ(fit.q.sizes(), w.sizes());
+        const double fitted = objective(w, fit.scale, fit.q, hessian);
+        EXPECT_NEAR(fitted, fit.objective, 1e-6 * fitted);
+        EXPECT_NEAR(uniform, fit.objective_uniform, 1e-6 * uniform);
+        EXPECT_LE(fitted, uniform);
+        if (laplace) {
+          EXPECT_LT(fitted, 0.85 * uniform);
+        }
+        if (power_of_two) {
+          for (int64_t o = 0; o < out; ++o) EXPECT_TRUE(is_power_of_two(fit.scale[o].item<double>())) << o;
+        }
+      }
+  // No iterations: exactly the uniform weights.
+  const at::Tensor scale = (choose_weight_clips(laplace_w, range, RangeOptions{}) / 7.0).to(at::kFloat);
+  const WeightLut start = fit_weight_lut(laplace_w, scale, range, at::Tensor(), false, 0);
+  EXPECT_TRUE(at::equal(start.scale.unsqueeze(1) * start.q.to(at::kFloat).reshape({out, -1}),
+                        fake_quantize(laplace_w, scale, range, 0).reshape({out, -1})));
+  EXPECT_NE(error_of([&] { fit_weight_lut(laplace_w, scale, QuantRange{8, true}, at::Tensor(), false); }).find("2 to 4 bits"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { lut_codes(at::full({2}, 5, at::kChar), start.lut); }).find("the value 5"), std::string::npos);
+}
+
+// The pipeline with --pow2-scales: every weight scale (residual tensors too)
+// and every activation scale (the input's too) is an exact power of two.
+TEST(Quantize, PowerOfTwoScalesEverywhere) {
+  const Graph graph = import_torchscript(kModel);
+  const at::Tensor calib = calibration_batch(16, 12);
+  QuantizeOptions o;
+  o.weight_bits = 4;
+  o.activation_bits = 4;
+  o.residual_layers = 2;
+  o.power_of_two_scales = true;
+  QuantizeReport report;
+  const QuantizedModel q = quantize_model(graph, calib, o, report);
+  EXPECT_TRUE(q.config.power_of_two_scales);
+  int residual = 0;
+  for (const auto& [id, w] : q.weights) {
+    for (int64_t c = 0; c < w.scale.numel(); ++c)
+      EXPECT_TRUE(is_power_of_two(w.scale[c].item<double>())) << q.graph.node(id).name << " channel " << c;
+    residual += w.residual.defined();
+  }
+  EXPECT_EQ(residual, 2);
+  for (const auto& [id, a] : q.activations) EXPECT_TRUE(is_power_of_two(a.scale)) << q.graph.node(id).name;
+  // Without the option the scales are not (the test can fail).
+  o.power_of_two_scales = false;
+  const QuantizedModel free = quantize_model(graph, calib, o, report);
+  int free_powers = 0;
+  for (const auto& [id, a] : free.activations) free_powers += is_power_of_two(a.scale);
+  EXPECT_LT(free_powers, static_cast<int>(free.activations.size()));
+}
+
+// The pipeline with --weight-lut (and AdaRound between table levels): every
+// <= 4-bit layer has a table, q = lut[codes], the report lists it, and the
+// artifact round-trips codes, table, decoded q and scales bit-exactly.
+TEST(Artifact, LookupTablesRoundTripBitExact) {
+  const Graph graph = import_torchscript(kModel);
+  const at::Tensor calib = calibration_batch(16, 13);
+  QuantizeOptions o;
+  o.weight_bits = 4;
+  o.first_last_bits = 8;  // the first and last layers stay uniform
+  o.activation_bits = 4;
+  o.power_of_two_scales = true;
+  o.weight_lut = true;
+  o.reconstruct.method = Reconstruction::kAdaRound;
+  o.reconstruct.iterations = 100;
+  QuantizeReport report;
+  QuantizedModel q = quantize_model(graph, calib, o, report);
+  int tables = 0;
+  for (const LayerReport& l : report.layers) {
+    const WeightQuant& w = q.weights.at(l.node);
+    EXPECT_EQ(w.lut.defined(), l.bits <= 4) << l.name;
+    EXPECT_EQ(!l.lut.empty(), l.bits <= 4) << l.name;
+    if (!w.lut.defined()) continue;
+    ++tables;
+    EXPECT_TRUE(at::equal(w.q, decode_lut(w.codes, w.lut))) << l.name;
+    EXPECT_LE(l.lut_objective_ratio, 1.0) << l.name;
+    EXPECT_GT(l.reconstruction_error_before, 0.0) << l.name;
+    EXPECT_LE(l.reconstruction_error_after, l.reconstruction_error_before) << l.name;
+  }
+  EXPECT_GE(tables, 2);
+  q.config.calibration = "test";
+  const fs::path dir = fs::temp_directory_path() / "dfq_lut_artifact_test";
+  fs::create_directories(dir);
+  const std::string path = (dir / "m.dfq").string();
+  save_quantized_model(q, path);
+  const QuantizedModel back = load_quantized_model(path);
+  EXPECT_TRUE(back.config.weight_lut);
+  EXPECT_TRUE(back.config.power_of_two_scales);
+  for (const auto& [id, w] : q.weights) {
+    const WeightQuant& b = back.weights.at(id);
+    EXPECT_EQ(w.lut.defined(), b.lut.defined());
+    if (w.lut.defined()) {
+      EXPECT_TRUE(at::equal(w.lut, b.lut));
+      EXPECT_TRUE(at::equal(w.codes, b.codes));
+    }
+    EXPECT_TRUE(at::equal(w.q, b.q));
+    EXPECT_TRUE(at::equal(w.scale, b.scale));
+  }
+  EXPECT_TRUE(at::equal(SimulatedModel(q).forward(calib), SimulatedModel(back).forward(calib)));
+  // Codes are packed two per byte: the file is about as large as the uniform model's.
+  QuantizeOptions uniform = o;
+  uniform.weight_lut = false;
+  QuantizedModel u = quantize_model(graph, calib, uniform, report);
+  const std::string uniform_path = (dir / "u.dfq").string();
+  save_quantized_model(u, uniform_path);
+  EXPECT_LE(std::llabs(static_cast<long long>(fs::file_size(path)) - static_cast<long long>(fs::file_size(uniform_path))),
+            400LL * tables);
+  fs::remove_all(dir);
+}
+
+// What a table cannot be combined with is refused, naming --weight-lut.
+TEST(Quantize, WeightLutRefusesWhatItDoesNotSupport) {
+  const Graph graph = import_torchscript(kModel);
+  const at::Tensor calib = calibration_batch(4, 14);
+  QuantizeReport report;
+  auto refused = [&](auto&& change, const std::string& expected) {
+    QuantizeOptions o;
+    o.weight_bits = 4;
+    o.weight_lut = true;
+    change(o);
+    const std::string e = error_of([&] { quantize_model(graph, calib, o, report); });
+    EXPECT_NE(e.find("--weight-lut"), std::string::npos) << e;
+    EXPECT_NE(e.find(expected), std::string::npos) << e;
+  };
+  refused([](QuantizeOptions& o) { o.weight_bits = 8; }, "--wbits 8");
+  refused([](QuantizeOptions& o) { o.residual_layers = 1; }, "--residual-layers 1");
+  refused([](QuantizeOptions& o) { o.size_budget_bits_per_weight = 4; o.weight_bits = 4; }, "mixed-precision");
+  refused([](QuantizeOptions& o) { o.reconstruct.method = Reconstruction::kAdaQuant; }, "--reconstruct adaquant");
 }

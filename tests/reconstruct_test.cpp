@@ -120,6 +120,55 @@ TEST(Reconstruct, KeepsNearestWhenOptimalAndCompensatesAShrunkInput) {
   EXPECT_GT(shrunk.q.to(at::kFloat).abs().sum().item<double>(), nearest.to(at::kFloat).abs().sum().item<double>());
 }
 
+// AdaRound on a lookup table's levels (weight_lut.h): with the integers of the
+// range as levels it is the uniform AdaRound bit for bit; on a non-uniform
+// table every result is one of the two levels around w / s (or the end level
+// beyond them), and the output error drops below nearest-level rounding's.
+TEST(Reconstruct, AdaRoundOnTableLevelsChoosesBetweenNeighbours) {
+  auto gen = generator(8);
+  const QuantRange range{4, true};
+  const int64_t d = 12;
+  const at::Tensor mix = at::randn({d, d}, gen);
+  const at::Tensor xf = at::randn({4000, d}, gen).matmul(mix);
+  const at::Tensor xq = 0.9 * xf + 0.2 * at::randn({4000, d}, gen);
+  const InputCovariances cov = covariances(xq, xf);
+  ReconstructOptions o;
+  o.method = Reconstruction::kAdaRound;
+  o.iterations = 300;
+  const at::Tensor w = at::randn({4, d}, gen);
+  const at::Tensor scale = w.abs().amax(1) / 6.9;  // |w / s| < 7: inside the grid
+  const at::Tensor nearest = round_half_away(w / scale.unsqueeze(1)).clamp(range.qmin(), range.qmax()).to(at::kChar);
+  const RoundingResult uniform = reconstruct_rounding(w, at::Tensor(), scale, range, nearest, cov, o);
+  const RoundingResult as_levels =
+      reconstruct_rounding(w, at::Tensor(), scale, range, nearest, cov, o, at::arange(-7, 8).to(at::kFloat));
+  EXPECT_TRUE(at::equal(uniform.q, as_levels.q));
+  EXPECT_EQ(uniform.error_after, as_levels.error_after);
+  // A non-uniform table (dense near zero) on a scale with headroom past its ends.
+  const at::Tensor levels = at::tensor({-127.f, -80.f, -45.f, -22.f, -9.f, -3.f, 0.f, 2.f, 6.f, 14.f, 30.f, 60.f, 100.f, 120.f});
+  const at::Tensor s = w.abs().amax(1) / 110.0;
+  const at::Tensor x = w / s.unsqueeze(1);
+  const at::Tensor distance = (x.unsqueeze(2) - levels.reshape({1, 1, -1})).abs();
+  const at::Tensor start = levels.index_select(0, distance.argmin(2).reshape({-1})).reshape(w.sizes()).to(at::kChar);
+  const RoundingResult r = reconstruct_rounding(w, at::Tensor(), s, range, start, cov, o, levels);
+  EXPECT_LT(r.error_after, r.error_before);
+  EXPECT_GT(r.changed, 0.0);
+  const at::Tensor q = r.q.to(at::kFloat);
+  for (int64_t i = 0; i < w.size(0); ++i)
+    for (int64_t j = 0; j < d; ++j) {
+      const double v = x[i][j].item<double>(), chosen = q[i][j].item<double>();
+      const at::Tensor below = levels.le(v), above = levels.ge(v);
+      const double lower = below.any().item<bool>() ? levels.masked_select(below).max().item<double>() : levels[0].item<double>();
+      const double upper = above.any().item<bool>() ? levels.masked_select(above).min().item<double>() : levels[-1].item<double>();
+      // Beyond the table's ends the pair is its outermost two levels.
+      const double lo = v < levels[1].item<double>() ? levels[0].item<double>() : v >= levels[-2].item<double>() ? levels[-2].item<double>() : lower;
+      const double hi = v < levels[1].item<double>() ? levels[1].item<double>() : v >= levels[-2].item<double>() ? levels[-1].item<double>() : upper;
+      EXPECT_TRUE(chosen == lo || chosen == hi) << "x = " << v << " chose " << chosen << ", levels " << lo << " and " << hi;
+    }
+  o.method = Reconstruction::kAdaQuant;
+  EXPECT_NE(error_of([&] { reconstruct_rounding(w, at::Tensor(), s, range, start, cov, o, levels); }).find("adaround"),
+            std::string::npos);
+}
+
 TEST(Reconstruct, RefusesMismatchedShapesAndNone) {
   const at::Tensor w = at::ones({4, 6});
   const InputCovariances cov{at::eye(5, at::kDouble).unsqueeze(0), at::eye(5, at::kDouble).unsqueeze(0),

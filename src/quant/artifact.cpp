@@ -13,6 +13,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "quant/packing.h"
+#include "quant/weight_lut.h"
 
 namespace dfq {
 namespace {
@@ -20,8 +21,9 @@ namespace {
 constexpr char kMagic[8] = {'D', 'F', 'Q', 'M', 'O', 'D', 'E', 'L'};
 // 2: weights of <= 4 bits packed two per byte; 3: a Conv2d/Linear read only by
 // an Add is no longer a quantization point (qmodel.h), so v2 files would run
-// with a different graph of points.
-constexpr uint32_t kVersion = 3;
+// with a different graph of points; 4: weight lookup tables (codes + table
+// instead of q) and the power_of_two_scales / weight_lut config entries.
+constexpr uint32_t kVersion = 4;
 constexpr Op kAllOps[] = {Op::Input, Op::Conv2d, Op::BatchNorm, Op::ReLU, Op::Clamp, Op::Add, Op::Slice, Op::Pad,
                           Op::MaxPool2d, Op::AvgPool2d, Op::AdaptiveAvgPool2d, Op::Flatten, Op::Reshape,
                           Op::Linear, Op::Cat, Op::Mean};
@@ -115,7 +117,12 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
     auto add_integers = [&](const std::string& name, const at::Tensor& q) {
       tensors.add(name, packed ? pack_int4(q) : q);
     };
-    add_integers(prefix + "q", w.q);
+    if (w.lut.defined()) {
+      tensors.add(prefix + "codes", pack_uint4(w.codes));
+      tensors.add(prefix + "lut", w.lut);
+    } else {
+      add_integers(prefix + "q", w.q);
+    }
     tensors.add(prefix + "scale", w.scale);
     tensors.add(prefix + "bias", w.bias);
     if (w.residual.defined()) {
@@ -124,7 +131,8 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
     }
     weights[std::to_string(id)] = {{"bits", w.range.bits}, {"signed", w.range.is_signed}, {"zero_point", 0},
                                    {"clip_ratio", w.clip_ratio}, {"residual", w.residual.defined()},
-                                   {"shape", w.q.sizes().vec()}, {"packed_int4", w.range.bits <= 4}};
+                                   {"shape", w.q.sizes().vec()}, {"packed_int4", w.range.bits <= 4},
+                                   {"lut", w.lut.defined()}};
   }
   nlohmann::json activations = nlohmann::json::object();
   for (const auto& [id, a] : model.activations)
@@ -139,7 +147,8 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
                   {"weight_range", c.weight_range}, {"activation_range", c.activation_range},
                   {"percentile", c.percentile}, {"residual_layers", c.residual_layers},
                   {"residual_budget", c.residual_budget}, {"bias_correction", c.bias_correction},
-                  {"weight_objective", c.weight_objective}, {"reconstruction", c.reconstruction}, {"cross_layer_equalization", c.cross_layer_equalization}, {"calibration", c.calibration}, {"calibration_count", c.calibration_count}}},
+                  {"weight_objective", c.weight_objective}, {"reconstruction", c.reconstruction}, {"cross_layer_equalization", c.cross_layer_equalization},
+                  {"power_of_two_scales", c.power_of_two_scales}, {"weight_lut", c.weight_lut}, {"calibration", c.calibration}, {"calibration_count", c.calibration_count}}},
       {"weights", weights}, {"activations", activations}, {"tensors", tensors.table}};
   const std::string text = header.dump();
   std::string file(kMagic, sizeof kMagic);
@@ -233,7 +242,17 @@ QuantizedModel load_quantized_model(const std::string& path) {
       if (shape.size() != (op == Op::Conv2d ? 4u : 2u))
         throw std::runtime_error("weight shape " + c10::str(shape) + " of node " + key + ", a " + op_name(op));
       auto integers = [&](const std::string& name) { return packed ? unpack_int4(tensor(name), shape) : tensor(name); };
-      w.q = integers(prefix + "q");
+      if (jw.at("lut").get<bool>()) {
+        // q = lut[codes]; codes of `bits` bits index a table of 2^bits int8 values.
+        if (!packed) throw std::runtime_error("lookup table of node " + key + " with more than 4-bit codes");
+        w.lut = tensor(prefix + "lut");
+        if (w.lut.scalar_type() != at::kChar || w.lut.dim() != 1 || w.lut.numel() != (int64_t{1} << w.range.bits))
+          throw std::runtime_error("lookup table of node " + key + " is not " + std::to_string(1 << w.range.bits) + " int8 values");
+        w.codes = unpack_uint4(tensor(prefix + "codes"), shape);
+        w.q = decode_lut(w.codes, w.lut);
+      } else {
+        w.q = integers(prefix + "q");
+      }
       w.scale = tensor(prefix + "scale");
       w.bias = tensor(prefix + "bias");
       w.clip_ratio = jw.at("clip_ratio").get<double>();
@@ -263,6 +282,7 @@ QuantizedModel load_quantized_model(const std::string& path) {
     cfg.residual_budget = c.at("residual_budget"), cfg.bias_correction = c.at("bias_correction");
     cfg.weight_objective = c.at("weight_objective"), cfg.reconstruction = c.at("reconstruction");
     cfg.cross_layer_equalization = c.at("cross_layer_equalization");
+    cfg.power_of_two_scales = c.at("power_of_two_scales"), cfg.weight_lut = c.at("weight_lut");
     cfg.calibration = c.at("calibration"), cfg.calibration_count = integer<int64_t>(c.at("calibration_count"));
   } catch (const dfq::Error& e) {
     throw Error(subject + ": " + one_line(e.what()));  // e.g. a packed tensor that does not fit its shape

@@ -1,8 +1,8 @@
-// The quantized-model file (.dfq), version 3.
+// The quantized-model file (.dfq), version 4.
 //
 // Layout (little-endian):
 //   8 bytes  magic "DFQMODEL"
-//   u32      format version (3)
+//   u32      format version (4)
 //   u64      header length H
 //   H bytes  header, JSON: graph (nodes with op, inputs, attributes), config,
 //            activation quantization per point, weight quantization per layer,
@@ -10,7 +10,8 @@
 //   ...      tensor data, at the offsets of the table (relative to its start)
 //   u32      CRC-32 (zlib) of every byte before it
 // Weights are stored only as integers (int8 values, or packed two per byte
-// when they have <= 4 bits, packing.h; scales float32; residual shifts int64); float biases are stored as is and put on the int32 grid by the
+// when they have <= 4 bits, packing.h; with a lookup table, weight_lut.h, its
+// 4-bit codes packed the same way and the int8 table; scales float32; residual shifts int64); float biases are stored as is and put on the int32 grid by the
 // engines (simulate.h). The float weights of the loaded graph are the
 // dequantized integers. Writing is atomic (core/atomic_file.h).
 #pragma once

@@ -16,6 +16,10 @@
 //
 // which is x * m / 2^s rounded half away from zero: the rounding of
 // quantizer.h, so the only difference from the simulated engine is m 2^-s vs M.
+// A power-of-two ratio 2^e (every ratio under dfq quantize --pow2-scales) gets
+// m = 2^(b-1), s = b - 1 - e: the multiply-and-shift is then bit for bit one
+// rounding shift of x by -e, so the general loops run such models exactly and
+// the engine has no separate shift-only path.
 // Sums of several rescaled terms (residual additions, concatenations) share
 // one shift s, so they are rounded once, exactly:
 //

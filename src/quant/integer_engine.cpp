@@ -288,6 +288,19 @@ IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : gr
              "dims " + c10::str(n.attrs.list("dims")));
       s.keep_4d = n.attrs.i("keepdim") != 0;
     }
+    RequantizationReport requant{n.name, {}};
+    if (s.kind == Step::kWeight && !s.float_output && !s.to_add) {
+      for (size_t o = 0; o < s.unit.size(); ++o)  // the first row of the tiled constants
+        requant.multipliers.push_back(Dyadic{s.requant.multiplier[o], static_cast<int>(s.requant.shift[o])});
+    } else if (s.kind == Step::kAdd && s.accumulator_input >= 0) {
+      const size_t channels = steps_[static_cast<size_t>(n.inputs[static_cast<size_t>(s.accumulator_input)])]->unit.size();
+      for (size_t o = 0; o < channels; ++o)
+        for (int64_t m : {s.requant.multiplier[o], s.requant.multiplier_b[o]})
+          requant.multipliers.push_back(Dyadic{m, static_cast<int>(s.requant.shift[o])});
+    } else if (s.kind == Step::kAdd || s.kind == Step::kActivation || s.kind == Step::kCat) {
+      requant.multipliers = s.multiplier;
+    }
+    if (!requant.multipliers.empty()) requantizations_.push_back(std::move(requant));
     steps_[id] = std::move(step);
   }
 }

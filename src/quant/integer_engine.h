@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "quant/dyadic.h"
 #include "quant/int_kernels.h"
 #include "quant/qmodel.h"
 
@@ -45,6 +46,16 @@ struct AccumulatorReport {
   int64_t worst_case = 0;
   int bits = 0;                  // signed width that holds worst_case
   bool overflows_int16 = false;  // bits > 16
+};
+
+// The dyadic multipliers one node requantizes with: per output channel for a
+// Conv2d/Linear; per input for an Add or Cat; one for a ReLU/Clamp; an Add
+// that reads an accumulator lists, per channel, the accumulator's and then the
+// other input's (sharing a shift). Average pools choose theirs per window size
+// at run time (ratio s_in / (n s_out)) and are not listed.
+struct RequantizationReport {
+  std::string name;
+  std::vector<Dyadic> multipliers;
 };
 
 class IntegerEngine {
@@ -65,6 +76,7 @@ class IntegerEngine {
                      std::vector<at::Tensor>* accumulators) const;
 
   const std::vector<AccumulatorReport>& accumulators() const { return report_; }
+  const std::vector<RequantizationReport>& requantizations() const { return requantizations_; }
 
  private:
   struct Step;
@@ -73,6 +85,7 @@ class IntegerEngine {
   Graph graph_;
   std::vector<std::unique_ptr<Step>> steps_;  // one per node of graph_
   std::vector<AccumulatorReport> report_;
+  std::vector<RequantizationReport> requantizations_;
   int output_ = 0;
 };
 

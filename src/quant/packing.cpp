@@ -51,4 +51,17 @@ at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape) {
   return out;
 }
 
+at::Tensor pack_uint4(const at::Tensor& codes) {
+  if (!codes.defined() || codes.scalar_type() != at::kByte)
+    fail("4-bit code packing input", "a uint8 tensor", codes.defined() ? std::string(c10::toString(codes.scalar_type())) : "none");
+  if (codes.numel() > 0 && codes.max().item<int>() > 15)
+    fail("4-bit code packing input", "values in [0, 15]", "a maximum of " + std::to_string(codes.max().item<int>()));
+  // A code's nibble is the two's-complement nibble of code - 16 * (code >= 8).
+  return pack_int4((codes.to(at::kShort) - 16 * codes.ge(8).to(at::kShort)).to(at::kChar));
+}
+
+at::Tensor unpack_uint4(const at::Tensor& packed, at::IntArrayRef shape) {
+  return unpack_int4(packed, shape).to(at::kShort).bitwise_and(15).to(at::kByte);
+}
+
 }  // namespace dfq

@@ -16,4 +16,9 @@ at::Tensor pack_int4(const at::Tensor& values);
 // dfq::Error when the byte count does not fit the shape.
 at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape);
 
+// The same layout for unsigned codes: uint8 values in [0, 15] (a weight
+// lookup table's, weight_lut.h) -> uint8 [ceil(numel / 2)], and back.
+at::Tensor pack_uint4(const at::Tensor& codes);
+at::Tensor unpack_uint4(const at::Tensor& packed, at::IntArrayRef shape);
+
 }  // namespace dfq

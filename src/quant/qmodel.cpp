@@ -142,7 +142,19 @@ void validate_weights(const Node& n, const WeightQuant& w) {
   const at::Tensor& weight = n.param("weight");
   require_tensor(subject + " (integers)", w.q, at::kChar, weight.sizes());
   const int64_t channels = w.q.size(0);
-  require_integers_in(subject + " (integers)", w.q, w.range.qmin(), w.range.qmax());
+  if (w.lut.defined()) {
+    // q = lut[codes]: codes within range.bits bits, levels int8 in [-127, 127].
+    if (w.range.bits > 4) fail(subject + " lookup table", "codes of 4 bits or fewer", std::to_string(w.range.bits) + " bits");
+    require_tensor(subject + " (lookup table)", w.lut, at::kChar, {int64_t{1} << w.range.bits});
+    require_integers_in(subject + " (lookup table)", w.lut, -127, 127);
+    require_tensor(subject + " (codes)", w.codes, at::kByte, weight.sizes());
+    require_integers_in(subject + " (codes)", w.codes, 0, (int64_t{1} << w.range.bits) - 1);
+    require_integers_in(subject + " (integers)", w.q, -127, 127);
+    if (w.residual.defined()) fail(subject, "no residual tensor with a lookup table", "a residual tensor");
+  } else {
+    if (w.codes.defined()) fail(subject, "codes only with a lookup table", "codes without one");
+    require_integers_in(subject + " (integers)", w.q, w.range.qmin(), w.range.qmax());
+  }
   require_tensor(subject + " (scales)", w.scale, at::kFloat, {channels});
   require_finite(subject + " (scales)", w.scale, /*positive=*/true);
   require_tensor(subject + " (bias)", w.bias, at::kFloat, {channels});

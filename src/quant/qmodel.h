@@ -35,9 +35,14 @@ namespace dfq {
 // The residual's scale is a power-of-two fraction of the first, so the
 // integer engine can combine the two accumulations exactly:
 //   acc = (acc_q << shift) + acc_residual, in units of scale * 2^-shift.
+// With a lookup table (weight_lut.h) the stored integers are `range.bits`-bit
+// codes and q = lut[codes] spans int8 (non-uniform levels); q is what both
+// engines multiply with, so nothing else changes for them.
 struct WeightQuant {
-  QuantRange range;
+  QuantRange range;           // of q, or of the codes when lut is defined
   at::Tensor q;               // int8, the weight's shape
+  at::Tensor lut;             // int8 [2^bits] in [-127, 127], or undefined (uniform integers)
+  at::Tensor codes;           // uint8 like q when lut is defined: q = lut[codes]
   at::Tensor scale;           // float32 [O]
   at::Tensor residual;        // int8 like q, or undefined (no second tensor)
   at::Tensor residual_shift;  // int64 [O] when residual is defined
@@ -65,6 +70,8 @@ struct QuantConfig {
   std::string weight_objective = "output"; // weight | output (quantize.h)
   std::string reconstruction = "none";     // none | adaround | adaquant (reconstruct.h)
   bool cross_layer_equalization = false;   // equalize.h, before quantization
+  bool power_of_two_scales = false;        // every scale 2^k (range.h)
+  bool weight_lut = false;                 // <= 4-bit layers through a lookup table (weight_lut.h)
   std::string calibration;        // "synthetic (direct, 256 images, 500 iterations)" or a folder
   int64_t calibration_count = 0;
 };

@@ -14,6 +14,7 @@
 #include "quant/bit_allocation.h"
 #include "quant/reconstruct.h"
 #include "quant/simulate.h"
+#include "quant/weight_lut.h"
 
 namespace dfq {
 
@@ -49,6 +50,20 @@ void check_quantize_options(const QuantizeOptions& o) {
   if ((o.size_budget_bits_per_weight > 0 || o.bops_budget > 0) && o.first_last_bits > 0)
     fail("--first-last-bits", "no fixed first/last bits with a mixed-precision budget (the ILP chooses every layer)",
          std::to_string(o.first_last_bits));
+  if (o.weight_lut) {
+    // A table of 2^b entries replaces a uniform grid of b <= 4 bits; what
+    // assumes that grid (or would give a layer a second tensor) is refused.
+    if (o.size_budget_bits_per_weight > 0 || o.bops_budget > 0)
+      fail("--weight-lut", "uniform --wbits (no --size-budget/--bops-budget)", "a mixed-precision budget");
+    if (o.residual_layers > 0 || o.residual_budget > 0)
+      fail("--weight-lut", "no residual tensors", o.residual_layers > 0 ? "--residual-layers " + std::to_string(o.residual_layers)
+                                                                        : "--residual-budget " + std::to_string(o.residual_budget));
+    if (o.weight_bits > 4)
+      fail("--weight-lut", "--wbits 4 or fewer (4-bit codes into a 16-entry table)", "--wbits " + std::to_string(o.weight_bits));
+    if (o.reconstruct.method == Reconstruction::kAdaQuant)
+      fail("--weight-lut", "--reconstruct adaround or none (AdaQuant learns values on the uniform grid)", "--reconstruct adaquant");
+    if (o.lut_iterations < 0) fail("lookup table iterations", "0 or more", std::to_string(o.lut_iterations));
+  }
 }
 
 namespace {
@@ -69,7 +84,8 @@ WeightQuant quantize_weight(const at::Tensor& w, const at::Tensor& bias, QuantRa
   WeightQuant q;
   q.range = range;
   const int64_t channels = w.size(0);
-  at::Tensor clips = input_moments.defined() ? choose_weight_clips_for_output(w, range, input_moments, o.per_channel)
+  at::Tensor clips = input_moments.defined() ? choose_weight_clips_for_output(w, range, input_moments, o.per_channel,
+                                                                               o.weight_range.power_of_two)
                      : o.per_channel         ? choose_weight_clips(w, range, o.weight_range)
                                              : at::full({channels}, choose_clip(w, range, o.weight_range));
   q.scale = (clips / static_cast<double>(range.qmax())).to(at::kFloat).contiguous();
@@ -270,7 +286,13 @@ class Reconstructor : public FakeQuantizer {
     std::vector<int64_t> shape(static_cast<size_t>(weight.dim()), 1);
     shape[0] = weight.size(0);
     RoundingResult r;
-    if (w.residual.defined()) {
+    if (w.lut.defined()) {
+      // AdaRound between the table's two levels around each weight.
+      const at::Tensor levels = std::get<0>(at::_unique(w.lut.to(at::kFloat), /*sorted=*/true));
+      r = reconstruct_rounding(weight, at::Tensor(), w.scale, w.range, w.q, statistics.result(), options_, levels);
+      w.q = r.q;
+      w.codes = lut_codes(w.q, w.lut);
+    } else if (w.residual.defined()) {
       const at::Tensor base = w.q.to(at::kFloat) * w.scale.reshape(shape);
       const at::Tensor scale = w.scale / at::pow(2.0, w.residual_shift.to(at::kFloat));
       r = reconstruct_rounding(weight, base, scale, w.range, w.residual, statistics.result(), options_);
@@ -420,8 +442,11 @@ const char* to_string(WeightObjective objective) {
   return objective == WeightObjective::kWeight ? "weight" : "output";
 }
 
-QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration, const QuantizeOptions& o,
+QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration, const QuantizeOptions& options,
                               QuantizeReport& report) {
+  QuantizeOptions o = options;
+  o.weight_range.power_of_two = o.weight_range.power_of_two || o.power_of_two_scales;
+  o.activation_range.power_of_two = o.activation_range.power_of_two || o.power_of_two_scales;
   validate(o, calibration);
   const auto start = std::chrono::steady_clock::now();
   at::NoGradGuard no_grad;
@@ -453,6 +478,19 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
                                     output_objective ? statistics.input_moments.at(n.id) : at::Tensor());
     LayerReport layer;
+    // Step 2b: the lookup table, from the uniform grid just chosen.
+    if (o.weight_lut && bits <= 4) {
+      const at::Tensor& w = n.param("weight");
+      const WeightLut fit = fit_weight_lut(w, q.scale, q.range, output_objective ? statistics.input_moments.at(n.id) : at::Tensor(),
+                                           o.weight_range.power_of_two, o.lut_iterations);
+      q.q = fit.q, q.scale = fit.scale, q.lut = fit.lut, q.codes = fit.codes;
+      const at::Tensor max_abs = std::get<0>(w.abs().reshape({w.size(0), -1}).max(1)).clamp_min(1e-30);
+      q.clip_ratio = (q.scale * q.lut.abs().max().to(at::kFloat) / max_abs).mean().item<double>();
+      const at::Tensor table = q.lut.to(at::kInt).contiguous();
+      layer.lut.assign(table.data_ptr<int>(), table.data_ptr<int>() + table.numel());
+      layer.lut_objective_ratio = fit.objective_uniform > 0 ? fit.objective / fit.objective_uniform : 1.0;
+      layer.lut_iterations = fit.iterations;
+    }
     layer.name = n.name;
     layer.node = n.id;
     layer.bits = bits;
@@ -545,6 +583,8 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   model.config.weight_objective = to_string(o.weight_objective);
   model.config.reconstruction = to_string(o.reconstruct.method);
   model.config.cross_layer_equalization = o.cross_layer_equalization;
+  model.config.power_of_two_scales = o.weight_range.power_of_two && o.activation_range.power_of_two;
+  model.config.weight_lut = o.weight_lut;
   model.config.calibration_count = calibration.size(0);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return model;

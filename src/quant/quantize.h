@@ -9,7 +9,10 @@
 //     the weight range method (range.h); mmse minimizes the layer's output
 //     error E|(W - W_q) x|^2 (--weight-objective output, default) or |W - W_q|^2
 //     (weight); --first-last-bits for the layer that reads the input and the
-//     layer that produces the output;
+//     layer that produces the output; with --pow2-scales every weight and
+//     activation scale is a power of two (range.h);
+//  2b. (--weight-lut) layers of <= 4 bits get a lookup table of int8 levels,
+//     fitted from the uniform grid on the same objective (weight_lut.h);
 //  3. residual tensors for the layers with the largest normalized weight error
 //     |W - W_q|^2 / |W|^2, greedily, up to --residual-layers K or while the extra
 //     weight bits stay within --residual-budget F of the model's (qmodel.h);
@@ -22,7 +25,8 @@
 //     corrected graph, by the activation range method; the input always 8-bit;
 //  5b. (--reconstruct adaround|adaquant) each layer's integers re-chosen to
 //     minimize its output error on the calibration set, in graph order on the
-//     simulated model (reconstruct.h);
+//     simulated model (reconstruct.h); on a lookup table AdaRound chooses
+//     between the two table levels around each weight;
 //  6. (full) bias correction again, on one pass of the simulated model: each
 //     layer's mean output channel, with quantized weights and activations
 //     upstream, is set to the float model's (step 1), up to the bias's int32
@@ -75,6 +79,12 @@ struct QuantizeOptions {
   std::vector<int> candidate_bits = {2, 3, 4, 6, 8};
   bool cross_layer_equalization = false;  // step 1, after folding (equalize.h)
   EqualizeOptions equalization;
+  bool power_of_two_scales = false;  // step 2 and 5: sets power_of_two in both range options (range.h)
+  // Step 2b: lookup tables for the layers of <= 4 bits (weight_lut.h), fitted
+  // by at most lut_iterations Lloyd iterations. Refused with --wbits > 4,
+  // residual tensors, mixed precision and adaquant.
+  bool weight_lut = false;
+  int lut_iterations = 20;
 };
 
 struct LayerReport {
@@ -90,6 +100,11 @@ struct LayerReport {
   // Step 5b (0 without reconstruction): relative output error before/after, and
   // the fraction of integers it changed.
   double reconstruction_error_before = 0.0, reconstruction_error_after = 0.0, rounding_changed = 0.0;
+  // Step 2b (empty without a table): its entries by code, the weight objective
+  // with it over the uniform grid's (<= 1), and the Lloyd iterations run.
+  std::vector<int> lut;
+  double lut_objective_ratio = 1.0;
+  int lut_iterations = 0;
 };
 
 struct PointReport {
@@ -129,7 +144,8 @@ struct QuantizeReport {
 
 // Throws dfq::Error for options that do not fit together or lie outside their
 // ranges (bit widths outside 2..8, both residual options, a budget outside
-// [0, 1], ...): what quantize_model checks first, callable before slow steps.
+// [0, 1], a lookup table with what it does not support, ...): what
+// quantize_model checks first, callable before slow steps.
 void check_quantize_options(const QuantizeOptions& options);
 
 // Throws dfq::Error for bad options (check_quantize_options), an empty

@@ -88,6 +88,37 @@ double minimize_mse(double hi, const Sse& sse) {
   return c_best;
 }
 
+// ---- power-of-two scales (range.h) -------------------------------------------
+
+constexpr int kPowerOfTwoBelow = 20;  // candidates below the covering one
+
+// The smallest k with qmax * 2^k >= hi (hi > 0): the power-of-two clip that clips nothing.
+int covering_exponent(double hi, int64_t qmax) {
+  int k = static_cast<int>(std::ceil(std::log2(hi / static_cast<double>(qmax))));
+  while (std::ldexp(static_cast<double>(qmax), k) < hi) ++k;  // log2 may be off by one ulp
+  while (std::ldexp(static_cast<double>(qmax), k - 1) >= hi) --k;
+  return k;
+}
+
+// argmin of sse over the clips qmax * 2^k, k from covering_exponent - 20 to it.
+template <class Sse>
+double minimize_mse_power_of_two(double hi, int64_t qmax, const Sse& sse) {
+  const int top = covering_exponent(hi, qmax);
+  double best = std::ldexp(static_cast<double>(qmax), top), best_error = kInf;
+  for (int k = top - kPowerOfTwoBelow; k <= top; ++k) {
+    const double c = std::ldexp(static_cast<double>(qmax), k);
+    const double error = sse(c);
+    if (error < best_error) best_error = error, best = c;
+  }
+  return best;
+}
+
+// A method's clip as returned, or rounded to a power-of-two scale (percentile,
+// kl and the kMinClip of data without values above zero).
+double rounded_clip(double clip, QuantRange range, const RangeOptions& options) {
+  return options.power_of_two ? nearest_power_of_two_clip(clip, range) : clip;
+}
+
 // Sum of squared quantization errors of magnitudes a[0, n) (all >= 0) with
 // levels k * c / qmax, k = 0..qmax. Written so the compiler vectorizes it:
 // t is clamped to qmax before the float -> int conversion (truncation is floor
@@ -259,7 +290,7 @@ double clip_of_values(const float* x, int64_t n, QuantRange range, const RangeOp
       std::vector<float> v(x, x + n);
       if (range.is_signed)
         for (float& value : v) value = std::fabs(value);
-      return positive_or_min(percentile_of(std::move(v), options.percentile));
+      return rounded_clip(positive_or_min(percentile_of(std::move(v), options.percentile)), range, options);
     }
     case RangeMethod::kKl: {
       Histogram histogram(kl_bins(n));
@@ -278,9 +309,13 @@ double clip_of_values(const float* x, int64_t n, QuantRange range, const RangeOp
     a[static_cast<size_t>(i)] = range.is_signed ? std::fabs(x[i]) : std::max(x[i], 0.0f);
     hi = std::max(hi, a[static_cast<size_t>(i)]);
   }
-  if (!(hi > 0)) return kMinClip;
+  if (!(hi > 0)) return rounded_clip(kMinClip, range, options);
+  const auto sse = [&](double c) { return values_sse(a.data(), n, c, range.qmax()); };
+  if (options.power_of_two)
+    return options.method == RangeMethod::kMinMax ? std::ldexp(static_cast<double>(range.qmax()), covering_exponent(hi, range.qmax()))
+                                                  : minimize_mse_power_of_two(hi, range.qmax(), sse);
   if (options.method == RangeMethod::kMinMax) return hi;
-  return minimize_mse(hi, [&](double c) { return values_sse(a.data(), n, c, range.qmax()); });
+  return minimize_mse(hi, sse);
 }
 
 }  // namespace
@@ -301,6 +336,13 @@ const char* to_string(RangeMethod method) {
     case RangeMethod::kMmse: return "mmse";
   }
   return "?";
+}
+
+double nearest_power_of_two_clip(double clip, QuantRange range) {
+  check_bits(range.bits, "quantization bits");
+  if (!(clip > 0 && std::isfinite(clip))) fail("quantization clip", "a finite value > 0", number(clip));
+  const double k = std::floor(std::log2(clip / static_cast<double>(range.qmax())) + 0.5);
+  return std::ldexp(static_cast<double>(range.qmax()), static_cast<int>(k));
 }
 
 at::Tensor choose_weight_clips(const at::Tensor& weight, QuantRange range, const RangeOptions& options) {
@@ -362,7 +404,7 @@ at::Tensor minimize_channels(const at::Tensor& hi, const Score& score) {
 }  // namespace
 
 at::Tensor choose_weight_clips_for_output(const at::Tensor& weight, QuantRange range, const at::Tensor& hessian,
-                                          bool per_channel) {
+                                          bool per_channel, bool power_of_two) {
   check_bits(range.bits, "quantization bits");
   if (weight.defined() && weight.dim() < 2) fail("weight tensor", "a tensor of rank >= 2", c10::str(weight.sizes()));
   const at::Tensor w = checked_values(weight, "weight tensor");
@@ -398,7 +440,24 @@ at::Tensor choose_weight_clips_for_output(const at::Tensor& weight, QuantRange r
     return errors;
   };
   at::Tensor clips;
-  if (per_channel) {
+  if (power_of_two) {
+    // Every channel (or the tensor) scores its 21 candidates qmax * 2^k at once.
+    const at::Tensor hi = per_channel ? std::get<0>(rows.abs().max(1)).to(at::kDouble).contiguous()
+                                      : rows.abs().max().to(at::kDouble).reshape({1});
+    const int64_t n = hi.size(0), k = kPowerOfTwoBelow + 1;
+    at::Tensor candidates = at::empty({n, k}, at::kDouble);
+    const double* h_hi = hi.data_ptr<double>();
+    double* c = candidates.data_ptr<double>();
+    for (int64_t i = 0; i < n; ++i) {
+      const int top = h_hi[i] > 0 ? covering_exponent(h_hi[i], range.qmax()) : 0;
+      for (int64_t j = 0; j < k; ++j) c[i * k + j] = std::ldexp(qmax, top - kPowerOfTwoBelow + static_cast<int>(j));
+    }
+    const at::Tensor errors = per_channel ? channel_errors(0, candidates)
+                                          : channel_errors(0, candidates.expand({channels, k}).contiguous()).sum(0, true);
+    const at::Tensor best = candidates.gather(1, errors.argmin(1, true)).squeeze(1);
+    clips = at::where(hi > 0, best, at::full_like(hi, nearest_power_of_two_clip(kMinClip, range)));
+    if (!per_channel) clips = clips.expand({channels});
+  } else if (per_channel) {
     const at::Tensor hi = std::get<0>(rows.abs().max(1)).to(at::kDouble);
     const at::Tensor positive = hi > 0;
     clips = at::where(positive, minimize_channels(hi.clamp_min(kMinClip), [&](const at::Tensor& c) { return channel_errors(0, c); }),
@@ -570,33 +629,34 @@ double Histogram::clip(QuantRange range, const RangeOptions& options) const {
   check_options(range, options);
   if (count_ == 0) fail("activation histogram", "at least one value", "none");
   const double hi = range.is_signed ? max_abs() : max_pos_;
-  if (!(hi > 0)) return kMinClip;
+  if (!(hi > 0)) return rounded_clip(kMinClip, range, options);
   std::vector<int64_t> h = magnitude_counts(range.is_signed);
   const double w = bin_width();
   switch (options.method) {
     case RangeMethod::kMinMax:
-      return hi;
+      return options.power_of_two ? std::ldexp(static_cast<double>(range.qmax()), covering_exponent(hi, range.qmax())) : hi;
     case RangeMethod::kPercentile: {
       // Values at or below 0 come first: zeros, and the negatives of an unsigned range.
       const double target = options.percentile / 100.0 * static_cast<double>(count_);
       double cumulative = static_cast<double>(range.is_signed ? zeros_ : zeros_ + negatives_);
-      if (target <= cumulative) return kMinClip;
+      if (target <= cumulative) return rounded_clip(kMinClip, range, options);
       for (size_t j = 0; j < h.size(); ++j) {
         const double n = static_cast<double>(h[j]);
         if (n > 0 && cumulative + n >= target)
-          return positive_or_min(std::min(hi, (static_cast<double>(j) + (target - cumulative) / n) * w));
+          return rounded_clip(positive_or_min(std::min(hi, (static_cast<double>(j) + (target - cumulative) / n) * w)),
+                              range, options);
         cumulative += n;
       }
-      return hi;
+      return rounded_clip(hi, range, options);
     }
     case RangeMethod::kKl:
       h[0] += zeros_;
-      return kl_clip(h, w, hi, range.qmax());
+      return rounded_clip(kl_clip(h, w, hi, range.qmax()), range, options);
     case RangeMethod::kMmse:
       break;
   }
   const BinnedSse sse(h, w, range.qmax());
-  return minimize_mse(hi, sse);
+  return options.power_of_two ? minimize_mse_power_of_two(hi, range.qmax(), sse) : minimize_mse(hi, sse);
 }
 
 double Histogram::quantization_mse(double clip, QuantRange range) const {

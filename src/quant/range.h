@@ -16,6 +16,17 @@
 //               best point (not golden section, which needs unimodality in the
 //               bracket): resolution ~4e-5 * max, ~170 MSE evaluations.
 // Every clip returned is > 0 (kMinClip when no value is above zero).
+//
+// Power-of-two scales (RangeOptions::power_of_two, dfq quantize --pow2-scales):
+// the scale c / qmax is restricted to 2^k, so every requantization ratio
+// s_in * s_w / s_out of the integer engine is a power of two too (a shift).
+// mmse scores every candidate c = qmax * 2^k from the smallest k whose clip
+// reaches max m down to 20 halvings below it (c in [max * 2^-20, 2 max): the
+// interval of the unconstrained search and the one candidate above it) and
+// keeps the best: exhaustive over that set, 21 evaluations, no unimodality
+// assumed. minmax takes that smallest k (nothing clipped). percentile and kl
+// have no error to compare candidates with: their clip is rounded to the
+// nearer power of two on a log scale. kMinClip is rounded the same way.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -33,6 +44,7 @@ enum class RangeMethod { kMinMax, kPercentile, kKl, kMmse };
 struct RangeOptions {
   RangeMethod method = RangeMethod::kMmse;
   double percentile = 99.99;  // in (0, 100]; checked by every function taking options, whatever the method
+  bool power_of_two = false;  // scales restricted to powers of two (see above)
 };
 
 // The clip returned when every value is <= 0 (unsigned) or 0 (signed).
@@ -57,11 +69,15 @@ at::Tensor choose_weight_clips(const at::Tensor& weight, QuantRange range, const
 // loss). `hessian` is [G, D, D] for G groups of channels (channel o reads group
 // o / (O / G)), D = weight.numel() / O. Same grid search as mmse, one clip per
 // channel, or one for the tensor when !per_channel. Throws dfq::Error on shapes
-// that do not fit, non-finite values or bits outside 2..8.
+// that do not fit, non-finite values or bits outside 2..8. power_of_two: the
+// clips qmax * 2^k only, searched exhaustively as mmse above.
 at::Tensor choose_weight_clips_for_output(const at::Tensor& weight, QuantRange range, const at::Tensor& hessian,
-                                          bool per_channel);
+                                          bool per_channel, bool power_of_two = false);
 // sum_o d_o^T H_g(o) d_o for the given clips [O] (the objective above).
 double output_error(const at::Tensor& weight, const at::Tensor& clip, QuantRange range, const at::Tensor& hessian);
+
+// The power-of-two clip qmax * 2^k nearest to `clip` on a log scale (ties up).
+double nearest_power_of_two_clip(double clip, QuantRange range);
 
 // The clip for all values of one tensor, as one channel of choose_weight_clips.
 double choose_clip(const at::Tensor& values, QuantRange range, const RangeOptions& options);

@@ -100,8 +100,10 @@ struct Adam {
 // Coordinate descent on E(q) = sum_o w_s C w_s^T - 2 w_s t^T, w_s = b + s q:
 // moving q_i by d changes E by 2 s d g_i + s^2 d^2 C_ii with g = w_s C - t (per
 // row), and g by s d C_i. Sweeps until no move lowers E (at most 20 sweeps).
+// A move is +-1, or +-moves_i (a lookup table's gap between two levels).
 at::Tensor refine_by_single_moves(const at::Tensor& q_in, const at::Tensor& b, const at::Tensor& s, const at::Tensor& c,
-                                  const at::Tensor& t, const at::Tensor& allowed_lo, const at::Tensor& allowed_hi) {
+                                  const at::Tensor& t, const at::Tensor& allowed_lo, const at::Tensor& allowed_hi,
+                                  const at::Tensor& moves = at::Tensor()) {
   at::Tensor q = q_in.to(at::kDouble).contiguous();
   const at::Tensor sd = s.to(at::kDouble).contiguous(), cd = c.to(at::kDouble).contiguous();
   at::Tensor g = (at::bmm(b.to(at::kDouble) + sd * q, cd) - t.to(at::kDouble)).contiguous();
@@ -111,6 +113,8 @@ at::Tensor refine_by_single_moves(const at::Tensor& q_in, const at::Tensor& b, c
   double* pg = g.data_ptr<double>();
   const double *ps = sd.data_ptr<double>(), *pc = cd.data_ptr<double>();
   const double *plo = lo_t.data_ptr<double>(), *phi = hi_t.data_ptr<double>();
+  const at::Tensor moves_d = moves.defined() ? moves.to(at::kDouble).contiguous() : at::Tensor();
+  const double* pm = moves_d.defined() ? moves_d.data_ptr<double>() : nullptr;
   at::parallel_for(0, groups * rows, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const double* cg = pc + (r / rows) * d * d;
@@ -120,8 +124,9 @@ at::Tensor refine_by_single_moves(const at::Tensor& q_in, const at::Tensor& b, c
       for (int sweep = 0; sweep < 20; ++sweep) {
         bool moved = false;
         for (int64_t i = 0; i < d; ++i) {
-          const double curvature = step * step * cg[i * d + i];
-          for (double dir : {-1.0, 1.0}) {
+          const double unit = pm ? pm[r * d + i] : 1.0;
+          const double curvature = step * step * cg[i * d + i] * (unit * unit);
+          for (double dir : {-unit, unit}) {
             const double next = qr[i] + dir;
             if (next < plo[r * d + i] || next > phi[r * d + i]) continue;
             if (2.0 * step * dir * gr[i] + curvature >= -1e-12 * curvature) continue;
@@ -142,8 +147,13 @@ at::Tensor refine_by_single_moves(const at::Tensor& q_in, const at::Tensor& b, c
 
 RoundingResult reconstruct_rounding(const at::Tensor& weight, const at::Tensor& base, const at::Tensor& scale,
                                     QuantRange range, const at::Tensor& initial, const InputCovariances& cov,
-                                    const ReconstructOptions& o) {
+                                    const ReconstructOptions& o, const at::Tensor& levels) {
   if (o.method == Reconstruction::kNone) fail("reconstruct_rounding", "adaround or adaquant", "none");
+  const bool table = levels.defined();
+  if (table && o.method != Reconstruction::kAdaRound)
+    fail("reconstruct_rounding", "adaround with a weight lookup table (non-uniform levels)", to_string(o.method));
+  if (table && (levels.dim() != 1 || levels.numel() < 2 || !(levels.diff() > 0).all().item<bool>()))
+    fail("reconstruct_rounding levels", "at least two ascending distinct values", c10::str(levels.sizes()));
   const int64_t channels = weight.size(0), groups = cov.qq.size(0), d = cov.qq.size(1);
   if (weight.numel() != channels * d || channels % groups != 0 || initial.sizes() != weight.sizes() ||
       scale.numel() != channels || (base.defined() && base.sizes() != weight.sizes()))
@@ -160,7 +170,9 @@ RoundingResult reconstruct_rounding(const at::Tensor& weight, const at::Tensor& 
   // t = W C_qf^T, and its gradient 2 (W_s C_qq - t) (C_qq is symmetric).
   const at::Tensor t = batched_matmul(w, cov.qf.to(at::kFloat).transpose(1, 2), false);
   const double reference = std::max(1e-30, (batched_matmul(w, cov.ff.to(at::kFloat), false) * w).sum().item<double>());
-  const double lo = static_cast<double>(range.qmin()), hi = static_cast<double>(range.qmax());
+  const at::Tensor grid = table ? levels.to(at::kFloat).contiguous() : at::Tensor();
+  const double lo = table ? grid[0].item<double>() : static_cast<double>(range.qmin());
+  const double hi = table ? grid[-1].item<double>() : static_cast<double>(range.qmax());
   auto relative_error = [&](const at::Tensor& q) {
     const at::Tensor ws = b + s * q;
     const double e = (batched_matmul(ws, cqq, false) * ws).sum().item<double>() - 2.0 * (t * ws).sum().item<double>();
@@ -176,11 +188,20 @@ RoundingResult reconstruct_rounding(const at::Tensor& weight, const at::Tensor& 
 
   const at::Tensor q0 = initial.to(at::kFloat).reshape(grouped);
   const at::Tensor x = (w - b) / s;
+  // Rounding down and up: floor(x) and floor(x) + 1, or the table's levels
+  // lower <= x <= lower + gap (the outermost pair beyond its ends).
   const at::Tensor floor_x = x.floor();
+  at::Tensor lower = floor_x, gap;
+  if (table) {
+    const at::Tensor k = (at::searchsorted(grid, x.contiguous(), false, /*right=*/true) - 1).clamp(0, grid.size(0) - 2);
+    lower = grid.index_select(0, k.reshape({-1})).reshape(x.sizes());
+    gap = grid.index_select(0, (k + 1).reshape({-1})).reshape(x.sizes()) - lower;
+  }
   at::Tensor parameter;
   if (o.method == Reconstruction::kAdaRound) {
     // h(V) = x - floor(x) at the start: sigmoid(V) = (frac - gamma) / (zeta - gamma).
-    const at::Tensor p = ((x - floor_x - kGamma) / (kZeta - kGamma)).clamp(1e-4, 1 - 1e-4);
+    const at::Tensor frac = table ? ((x - lower) / gap).clamp(0.0, 1.0) : x - floor_x;
+    const at::Tensor p = ((frac - kGamma) / (kZeta - kGamma)).clamp(1e-4, 1 - 1e-4);
     parameter = at::log(p / (1 - p));
   } else {
     parameter = x.clone();
@@ -194,7 +215,7 @@ RoundingResult reconstruct_rounding(const at::Tensor& weight, const at::Tensor& 
       const at::Tensor sig = at::sigmoid(parameter);
       const at::Tensor raw = sig * (kZeta - kGamma) + kGamma;
       const at::Tensor h = raw.clamp(0.0, 1.0);
-      at::Tensor dh = error_gradient(floor_x + h);
+      at::Tensor dh = table ? error_gradient(lower + h * gap) * gap : error_gradient(floor_x + h);
       if (step >= warmup) {
         // d/dh of lambda * mean(1 - |2h - 1|^beta) = -lambda/N * 2 beta |2h - 1|^(beta - 1) sign(2h - 1).
         const double progress = static_cast<double>(step - warmup) / std::max(1, o.iterations - warmup);
@@ -209,19 +230,23 @@ RoundingResult reconstruct_rounding(const at::Tensor& weight, const at::Tensor& 
     }
     adam.update(parameter, gradient, o.learning_rate);
   }
-  at::Tensor q = o.method == Reconstruction::kAdaRound
-                     ? (floor_x + (at::sigmoid(parameter) * (kZeta - kGamma) + kGamma >= 0.5).to(at::kFloat)).clamp(lo, hi)
-                     : parameter.round().clamp(lo, hi);
+  const at::Tensor up = (at::sigmoid(parameter) * (kZeta - kGamma) + kGamma >= 0.5).to(at::kFloat);
+  at::Tensor q = table ? lower + up * gap
+                 : o.method == Reconstruction::kAdaRound ? (floor_x + up).clamp(lo, hi)
+                                                         : parameter.round().clamp(lo, hi);
   // AdaRound's relaxation ends near, not at, a minimum of the integer problem:
   // exact single-integer moves finish the job (AdaRound: floor or floor + 1;
   // AdaQuant: any step of one that stays in range).
-  const at::Tensor allowed_lo = o.method == Reconstruction::kAdaRound ? floor_x.clamp(lo, hi) : at::full_like(q, lo);
-  const at::Tensor allowed_hi = o.method == Reconstruction::kAdaRound ? (floor_x + 1).clamp(lo, hi) : at::full_like(q, hi);
-  q = refine_by_single_moves(q, b, s, cov.qq, t, allowed_lo, allowed_hi);
+  const at::Tensor allowed_lo = table ? lower : o.method == Reconstruction::kAdaRound ? floor_x.clamp(lo, hi) : at::full_like(q, lo);
+  const at::Tensor allowed_hi = table ? lower + gap
+                                : o.method == Reconstruction::kAdaRound ? (floor_x + 1).clamp(lo, hi) : at::full_like(q, hi);
+  q = refine_by_single_moves(q, b, s, cov.qq, t, allowed_lo, allowed_hi, gap);
   double error = relative_error(q);
-  // The same moves from the starting integers sometimes end lower still.
-  const at::Tensor from_start =
-      refine_by_single_moves(at::max(at::min(q0, allowed_hi), allowed_lo), b, s, cov.qq, t, allowed_lo, allowed_hi);
+  // The same moves from the starting integers sometimes end lower still (on a
+  // table: the nearer of the two levels to the start).
+  const at::Tensor start = table ? at::where((q0 - allowed_hi).abs() < (q0 - allowed_lo).abs(), allowed_hi, allowed_lo)
+                                 : at::max(at::min(q0, allowed_hi), allowed_lo);
+  const at::Tensor from_start = refine_by_single_moves(start, b, s, cov.qq, t, allowed_lo, allowed_hi, gap);
   if (const double e = relative_error(from_start); e < error) q = from_start, error = e;
   RoundingResult r;
   r.error_before = relative_error(q0);

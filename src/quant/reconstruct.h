@@ -62,9 +62,13 @@ struct RoundingResult {
 // (like W, or undefined for zero), per-channel scale [O], range, the layer's
 // covariances with G groups, and the starting integers (e.g. nearest
 // rounding). Deterministic. Throws dfq::Error on shape mismatches or kNone.
+// `levels` (ascending, distinct, >= 2 values: a weight lookup table's entries,
+// weight_lut.h) replaces the integers of `range` by a non-uniform grid:
+// AdaRound then chooses between the two levels around x, lo + h (hi - lo), and
+// the single moves go from one to the other; AdaQuant is refused with levels.
 RoundingResult reconstruct_rounding(const at::Tensor& weight, const at::Tensor& base, const at::Tensor& scale,
                                     QuantRange range, const at::Tensor& initial, const InputCovariances& cov,
-                                    const ReconstructOptions& options);
+                                    const ReconstructOptions& options, const at::Tensor& levels = at::Tensor());
 
 // Accumulates InputCovariances over batches of paired patches [G, P, D]
 // (quantized-model and float-model inputs of the same positions).

@@ -125,6 +125,13 @@ std::vector<std::pair<std::string, std::string>> choices(const json& q, const js
   }
   c.emplace_back("Mixed precision", mixed);
   c.emplace_back("Cross-layer equalization", q.value("cross_layer_equalization", false) ? "on" : "off");
+  c.emplace_back("Scales", q.value("pow2_scales", false) ? "powers of two (every requantization a rounding shift)"
+                                                        : "any real (dyadic requantization)");
+  int tables = 0;
+  for (const json& l : q.value("layers", json::array())) tables += l.contains("lut");
+  c.emplace_back("Weight levels", q.value("weight_lut", false)
+                                      ? std::to_string(tables) + " layers with a lookup table (4-bit codes -> 16 int8 levels), the rest uniform"
+                                      : "uniform");
   std::string calibration = q.value("calibration", std::string("?"));
   if (synth)
     calibration += "; synthesized by " + synth->value("method", std::string("?")) + ", " +
