@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -144,6 +145,20 @@ TEST(LoadChecks, RefuseEachInconsistencyOfAQuantizedModel) {
   }), "attribute 'padding': expected at most half the (dilated) kernel");
   EXPECT_PRED2(has, refusal(whole, [](QuantizedModel& q) { q.graph.nodes[1].name = "two\nlines"; }),
                "a name without control characters");
+  // Lookup-table layers (4-bit codes into 16 int8 levels): codes, table and levels each checked.
+  const std::string lut = "fashion-w4a4-lut-pow2.dfq";
+  EXPECT_EQ(refusal(lut, [](QuantizedModel&) {}), "");
+  auto first_lut = [](QuantizedModel& q) -> WeightQuant& {
+    for (auto& [id, w] : q.weights)
+      if (w.lut.defined()) return w;
+    throw std::runtime_error("no lookup-table layer in the seed");
+  };
+  EXPECT_PRED2(has, refusal(lut, [&](QuantizedModel& q) { first_lut(q).codes.view(-1)[0] = 16; }),
+               "(codes): expected values in [0, 15]");
+  EXPECT_PRED2(has, refusal(lut, [&](QuantizedModel& q) { first_lut(q).lut[0] = -128; }),
+               "(lookup table): expected values in [-127, 127]");
+  EXPECT_PRED2(has, refusal(lut, [&](QuantizedModel& q) { first_lut(q).residual = first_lut(q).q.clone(); }),
+               "no residual tensor with a lookup table");
 }
 
 TEST(LoadChecks, ImageResizeIsBounded) {
