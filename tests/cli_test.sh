@@ -174,7 +174,8 @@ expect "--wbits with a size budget is refused" 1 "--wbits.*ILP chooses" -- "${q[
 expect "--candidate-bits without a budget is refused" 1 "--candidate-bits.*--size-budget" -- "${q[@]}" --candidate-bits 2,4
 expect "malformed --candidate-bits is refused" 1 "--candidate-bits.*comma-separated" -- "${q[@]}" --size-budget 4 --candidate-bits 4,,8
 expect "--pow2-scales --weight-lut quantizes and prints the tables" 0 "lookup table +obj/unif" -- \
-  "${q[@]}" --wbits 4 --abits 8 --pow2-scales --weight-lut --reconstruct-iters 50 --json "$tmp/lut.json" --out "$tmp/lut.dfq" --quiet
+  "$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth" --wbits 4 --abits 8 --pow2-scales \
+  --weight-lut --reconstruct-iters 50 --json "$tmp/lut.json" --out "$tmp/lut.dfq" --quiet
 for key in lut lut_objective_ratio pow2_scales weight_lut; do
   grep -q "\"$key\"" "$tmp/lut.json" && ok "quantize JSON has $key" || bad "quantize JSON has $key"
 done
