@@ -8,7 +8,8 @@
 #   adaround        no residual (uniform 4-bit size)
 #   mixed           --size-budget 4 (the size of uniform W4) + AdaRound, no residual
 # Writes results/ablation/*.json and results/ablation/ablation.md.
-# usage: bench/ablation.sh   (env MODELS="20 56", CONFIGS="4 4,4 8,3 3")
+# usage: bench/ablation.sh   (env MODELS="20 56", CONFIGS="4 4,4 8,3 3"; the table covers TABLE_MODELS and
+#        TABLE_CONFIGS, default the same, so runs done earlier stay in it; FORCE=1 re-runs steps whose JSON exists)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=../shared
@@ -34,6 +35,7 @@ for depth in ${MODELS:-20}; do
         mixed) opts=(--size-budget "$w") ;;
       esac
       name="$m-w${w}a${a}-$step"
+      [ "${FORCE:-0}" != 1 ] && [ -f "$out/$name.json" ] && continue
       start=$(date +%s.%N)
       build/dfq quantize --model "$shared/weights/$m.pt" --preset cifar --abits "$a" "${opts[@]}" --calib "$synth" \
         --calib-count 256 --out "build/ablation/$name.dfq" --json "$out/$name-quantize.json" --quiet >/dev/null
@@ -43,7 +45,7 @@ for depth in ${MODELS:-20}; do
     done
   done
 done
-/usr/bin/python3 - "${MODELS:-20}" "${CONFIGS:-4 4,4 8,3 3}" <<'EOF'
+/usr/bin/python3 - "${TABLE_MODELS:-${MODELS:-20}}" "${TABLE_CONFIGS:-${CONFIGS:-4 4,4 8,3 3}}" <<'EOF'
 import json, os, sys
 models, configs = sys.argv[1].split(), [c.split() for c in sys.argv[2].split(",")]
 steps = ["mmse", "+residual", "+bias", "+adaround", "adaround", "mixed"]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole pipeline on ResNet-20 at W4A4, from nothing: `dfq run` with an
+# empty cache (synthesis of 256 images, quantization with the default options:
+# MMSE ranges, residual tensors within 25 % extra weight bits, bias correction,
+# AdaRound, then FP32 and integer-engine evaluation of the 10,000 CIFAR-10 test
+# images, card and report), timed as a whole. Keeps the small files of the run
+# (card, JSON, report) in results/runs/cifar10-resnet20-w4a4/ with a screenshot
+# of the report; the synthetic set and the artifact stay in OUT_DIR.
+# usage: bash results/runs/resnet20-w4a4.sh [OUT_DIR (default build/runs)]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+shared=../shared
+[ -d "$shared/datasets/cifar10-test" ] || { echo "needs ../shared" >&2; exit 1; }
+out="${1:-build/runs}"
+run="$out/cifar10-resnet20-w4a4"
+keep=results/runs/cifar10-resnet20-w4a4
+rm -rf "$run" "$out/cache" && mkdir -p "$out" "$keep"
+start=$(date +%s.%N)
+build/dfq run --model "$shared/weights/cifar10-resnet20.pt" --data "$shared/datasets/cifar10-test" --preset cifar \
+  --wbits 4 --abits 4 --residual-budget 0.25 --calib-count 256 --seed 0 --threads 2 --cache "$out/cache" --quiet \
+  --out "$run" | tee "$keep/stdout.txt"
+end=$(date +%s.%N)
+python3 -c "print(f'wall seconds (dfq run, empty cache): {$end - $start:.1f}')" | tee "$keep/wall.txt"
+cp "$run"/{card.md,card.json,quantize.json,fp32.json,integer.json,synth.json,report.html} "$keep/"
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --user-data-dir="$out/chromium-profile" --hide-scrollbars \
+  --force-device-scale-factor=0.75 --window-size=1200,3650 --screenshot="$keep/report.png" \
+  "file://$(realpath "$keep/report.html")" 2>/dev/null
+echo "kept $keep/ (card, JSON, report.html, report.png)"
