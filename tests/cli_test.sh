@@ -141,7 +141,8 @@ expect "unknown --engine is refused" 1 "--engine.*integer or simulated" -- \
   "$dfq" eval --qmodel "$tmp/q.dfq" --engine float --data "$tmp/synth/png" --preset fashion-mnist
 expect "--kernels with the simulated engine is refused" 1 "--kernels.*--engine integer" -- \
   "$dfq" eval --qmodel "$tmp/q.dfq" --engine simulated --kernels reference --data "$tmp/synth/png" --preset fashion-mnist
-q=("$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth" --out "$tmp/x.dfq")
+q0=("$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth")  # without --out, for runs that keep their artifact
+q=("${q0[@]}" --out "$tmp/x.dfq")
 expect "--wbits 9 is refused" 1 "--wbits.*2 to 8|--wbits.*2\.\.8" -- "${q[@]}" --wbits 9
 expect "unknown --bias-correction is refused" 1 "--bias-correction.*none, weights, full" -- "${q[@]}" --bias-correction some
 expect "--weight-objective output needs mmse" 1 "--weight-objective output.*--weight-range mmse" -- \
@@ -175,7 +176,7 @@ expect "--candidate-bits without a budget is refused" 1 "--candidate-bits.*--siz
 expect "malformed --candidate-bits is refused" 1 "--candidate-bits.*comma-separated" -- "${q[@]}" --size-budget 4 --candidate-bits 4,,8
 # Mixed activation bits: within the BOPs of uniform W4A4, each convolution's input bits chosen too.
 expect "--candidate-abits chooses activation bits within the BOPs of W4A4" 0 "W bits +A bits" -- \
-  "${q[@]}" --bops-budget-bits 4,4 --abits 4 --candidate-bits 2,4,8 --candidate-abits 4,8 --reconstruct none \
+  "${q0[@]}" --bops-budget-bits 4,4 --abits 4 --candidate-bits 2,4,8 --candidate-abits 4,8 --reconstruct none \
   --json "$tmp/mpa.json" --out "$tmp/mpa.dfq" --quiet
 # The JSON's per-layer activation bits are the bits of the point each layer reads, and the BOPs fit.
 if /usr/bin/python3 -c "
@@ -206,7 +207,7 @@ expect "--bops-budget-bits with one number is refused" 1 "--bops-budget-bits.*tw
 expect "--bops-budget-bits A other than uniform --abits is refused" 1 "--bops-budget-bits.*--abits 8" -- \
   "${q[@]}" --bops-budget-bits 4,4
 expect "--pow2-scales --weight-lut quantizes and prints the tables" 0 "lookup table +obj/unif" -- \
-  "${q[@]}" --wbits 4 --abits 8 --pow2-scales --weight-lut --reconstruct-iters 50 --json "$tmp/lut.json" --out "$tmp/lut.dfq" --quiet
+  "${q0[@]}" --wbits 4 --abits 8 --pow2-scales --weight-lut --reconstruct-iters 50 --json "$tmp/lut.json" --out "$tmp/lut.dfq" --quiet
 for key in lut lut_objective_ratio pow2_scales weight_lut; do
   grep -q "\"$key\"" "$tmp/lut.json" && ok "quantize JSON has $key" || bad "quantize JSON has $key"
 done
