@@ -22,7 +22,8 @@
 //     subtracted from its bias, in graph order so later layers see corrected
 //     inputs;
 //  5. activation ranges from histograms of every quantization point on that
-//     corrected graph, by the activation range method; the input always 8-bit;
+//     corrected graph, by the activation range method; the input always 8-bit,
+//     the points step 2a chose bits for (candidate_activation_bits) at those;
 //  5b. (--reconstruct adaround|adaquant) each layer's integers re-chosen to
 //     minimize its output error on the calibration set, in graph order on the
 //     simulated model (reconstruct.h); on a lookup table AdaRound chooses
