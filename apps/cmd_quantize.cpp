@@ -30,7 +30,7 @@ struct QuantizeCommand {
   int wbits = 8, abits = 8, first_last_bits = 0, residual_layers = 0, threads = 0, reconstruct_iters = 1000;
   int64_t calib_count = 256, synth_iters = 500;
   double percentile = 99.99, residual_budget = 0.0, size_budget = 0.0, bops_budget = 0.0;
-  std::string candidate_bits = "2,3,4,6,8";
+  std::string candidate_bits = "2,3,4,6,8", candidate_abits, bops_budget_bits;
   uint64_t seed = 0;
   bool per_tensor = false, quiet = false;
   bool cle = false, cle_keep_relu6 = false, cle_no_absorption = false;
@@ -46,6 +46,20 @@ const char* kUsage =
     "example:\n"
     "  dfq quantize --model ../shared/weights/cifar10-resnet20.pt --preset cifar --wbits 4 --abits 4 \\\n"
     "               --residual-layers 3 --out build/r20-w4a4.dfq --json build/r20-w4a4.json\n";
+
+// "2,3,4" as numbers of at most two digits; `example` shows the form in the error.
+std::vector<int> parse_bit_list(const std::string& text, const std::string& option, const std::string& example) {
+  std::vector<int> bits;
+  for (size_t at = 0; at <= text.size();) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    if (item.empty() || item.size() > 2 || item.find_first_not_of("0123456789") != std::string::npos)
+      fail(option, "comma-separated bit widths such as " + example, "\"" + text + "\"");
+    bits.push_back(std::stoi(item));
+    at = comma + 1;
+  }
+  return bits;
+}
 
 // Real calibration images: `count` drawn from the whole folder with `seed`
 // (a sorted folder's first images would all be one class).
@@ -140,6 +154,12 @@ static void describe_options(po::options_description& options, QuantizeCommand& 
        "(GLPK) minimizing the summed per-layer output divergence (0: uniform --wbits)")
       ("bops-budget", po::value(&cmd.bops_budget)->default_value(cmd.bops_budget),
        "mixed precision: bit operations per image (MACs x weight bits x activation bits; 0: none)")
+      ("bops-budget-bits", po::value(&cmd.bops_budget_bits),
+       "W,A: or the BOPs budget as the BOPs of uniform W-bit weights and A-bit activations (e.g. 4,4)")
+      ("candidate-abits", po::value(&cmd.candidate_abits),
+       "mixed activation bits (needs a BOPs budget): bit widths the ILP chooses each convolution/linear "
+       "input from (e.g. 2,3,4,6,8); layers reading one tensor share its bits, the input stays 8, tensors "
+       "feeding no convolution/linear keep --abits (default: every activation at --abits)")
       ("candidate-bits", po::value(&cmd.candidate_bits)->default_value(cmd.candidate_bits),
        "weight bit widths the mixed-precision ILP chooses from")
       ("calib", po::value(&cmd.calib)->default_value(cmd.calib),
@@ -200,16 +220,15 @@ int run_quantize(int argc, char** argv) {
   o.bias_correction = parse_bias_correction(cmd.bias_correction, "--bias-correction");
   o.weight_objective = parse_weight_objective(cmd.weight_objective, "--weight-objective");
   o.size_budget_bits_per_weight = cmd.size_budget, o.bops_budget = cmd.bops_budget;
-  o.candidate_bits.clear();
-  for (size_t at = 0; at <= cmd.candidate_bits.size();) {
-    const size_t comma = std::min(cmd.candidate_bits.find(',', at), cmd.candidate_bits.size());
-    const std::string item = cmd.candidate_bits.substr(at, comma - at);
-    if (item.empty() || item.size() > 2 || item.find_first_not_of("0123456789") != std::string::npos)
-      fail("--candidate-bits", "comma-separated bit widths such as 2,3,4,6,8", "\"" + cmd.candidate_bits + "\"");
-    o.candidate_bits.push_back(std::stoi(item));
-    at = comma + 1;
+  o.candidate_bits = parse_bit_list(cmd.candidate_bits, "--candidate-bits", "2,3,4,6,8");
+  if (vm.count("candidate-abits")) o.candidate_activation_bits = parse_bit_list(cmd.candidate_abits, "--candidate-abits", "2,3,4,6,8");
+  if (vm.count("bops-budget-bits")) {
+    const std::vector<int> wa = parse_bit_list(cmd.bops_budget_bits, "--bops-budget-bits", "4,4 (weight bits, activation bits)");
+    if (wa.size() != 2) fail("--bops-budget-bits", "two bit widths W,A such as 4,4", "\"" + cmd.bops_budget_bits + "\"");
+    o.bops_budget_weight_bits = wa[0], o.bops_budget_activation_bits = wa[1];
   }
-  const bool mixed = o.size_budget_bits_per_weight > 0 || o.bops_budget > 0;
+  const bool mixed = has_bit_budget(o);
+  const bool mixed_activations = !o.candidate_activation_bits.empty();
   if (mixed && !vm["wbits"].defaulted())
     fail("--wbits", "no uniform weight bits with --size-budget/--bops-budget (the ILP chooses them)", "--wbits " + std::to_string(cmd.wbits));
   if (!mixed && !vm["candidate-bits"].defaulted())
@@ -242,9 +261,21 @@ int run_quantize(int argc, char** argv) {
   const std::string json_file = cmd.json.empty() ? "" : outputs.stage(cmd.json);
   std::printf("model     %s (%zu nodes, %zu batch-norm layers folded)\n", cmd.model.c_str(), graph.nodes.size(),
               graph.batch_norm_nodes().size());
-  std::printf("scheme    W%s A%d (input 8-bit), first/last layer %s, weights %s, ranges: weights %s (objective %s), "
+  std::string budgets;
+  if (o.size_budget_bits_per_weight > 0) budgets = c10::str(o.size_budget_bits_per_weight, " bits/weight");
+  if (o.bops_budget > 0) budgets += (budgets.empty() ? "" : " and ") + c10::str(o.bops_budget, " BOPs");
+  if (o.bops_budget_weight_bits > 0)
+    budgets += (budgets.empty() ? "" : " and ") + c10::str("the BOPs of W", o.bops_budget_weight_bits, "A", o.bops_budget_activation_bits);
+  std::string activations = std::to_string(o.activation_bits);
+  if (mixed_activations) {
+    activations = "mixed (inputs of convolutions/linear layers from ";
+    for (size_t k = 0; k < o.candidate_activation_bits.size(); ++k)
+      activations += (k ? "," : "") + std::to_string(o.candidate_activation_bits[k]);
+    activations += ", other points " + std::to_string(o.activation_bits) + ")";
+  }
+  std::printf("scheme    W%s A%s (input 8-bit), first/last layer %s, weights %s, ranges: weights %s (objective %s), "
               "activations %s\n",
-              (mixed ? "mixed (" + (o.size_budget_bits_per_weight > 0 ? std::to_string(o.size_budget_bits_per_weight) + " bits/weight" : std::string("BOPs")) + " budget)" : std::to_string(o.weight_bits)).c_str(), o.activation_bits,
+              (mixed ? "mixed (budget " + budgets + ")" : std::to_string(o.weight_bits)).c_str(), activations.c_str(),
               o.first_last_bits ? ("W" + std::to_string(o.first_last_bits)).c_str() : "same", o.per_channel ? "per channel" : "per tensor",
               cmd.weight_range.c_str(), to_string(o.weight_objective), cmd.act_range.c_str());
   std::printf("extras    residual tensors %s, bias correction %s, reconstruction %s, cross-layer equalization %s, "
@@ -324,13 +355,31 @@ int run_quantize(int argc, char** argv) {
     }
   }
   if (!report.mixed_precision.empty()) {
-    std::printf("\nmixed precision (ILP: predicted divergence %.4g, %.3g BOPs/image)\n%-28s %6s  %s\n",
-                report.predicted_divergence, report.bops, "layer", "bits", "KL at candidate bits");
+    std::printf("\nmixed precision (ILP: predicted divergence %.4g, %.4g BOPs/image%s)\n",
+                report.predicted_divergence, report.bops,
+                report.bops_budget > 0 ? c10::str(" of ", report.bops_budget, " allowed").c_str() : "");
+    if (mixed_activations)
+      std::printf("%-28s %6s %6s  %-56s %s\n", "layer", "W bits", "A bits", "KL at candidate weight bits",
+                  "KL at candidate input bits (of the point; * counted here)");
+    else
+      std::printf("%-28s %6s  %s\n", "layer", "bits", "KL at candidate bits");
     for (const MixedPrecisionLayer& l : report.mixed_precision) {
-      std::string row;
+      std::string row, activation_row;
       for (size_t k = 0; k < l.candidate_bits.size(); ++k)
         row += " " + std::to_string(l.candidate_bits[k]) + ":" + c10::str(l.sensitivity[k]);
-      std::printf("%-28s %6d %s\n", l.name.c_str(), l.chosen_bits, row.c_str());
+      if (!mixed_activations) {
+        std::printf("%-28s %6d %s\n", l.name.c_str(), l.chosen_bits, row.c_str());
+        continue;
+      }
+      if (l.activation_sensitivity.size() > 1) {
+        activation_row = l.input_point + (l.activation_counted ? "*" : "") + ":";
+        for (size_t k = 0; k < l.candidate_activation_bits.size(); ++k)
+          activation_row += " " + std::to_string(l.candidate_activation_bits[k]) + ":" + c10::str(l.activation_sensitivity[k]);
+      } else {
+        activation_row = l.input_point + ": fixed";
+      }
+      std::printf("%-28s %6d %6d %-57s %s\n", l.name.c_str(), l.chosen_bits, l.chosen_activation_bits, row.c_str(),
+                  activation_row.c_str());
     }
     std::printf("\nsize/divergence trade-off (the ILP's optimum per size budget, same BOPs limit)\n%14s %22s %12s\n",
                 "bits/weight", "predicted divergence", "BOPs/image");
@@ -389,12 +438,18 @@ int run_quantize(int argc, char** argv) {
       nlohmann::json rows = nlohmann::json::array();
       for (const MixedPrecisionLayer& l : report.mixed_precision)
         rows.push_back({{"name", l.name}, {"bits", l.chosen_bits}, {"candidate_bits", l.candidate_bits},
-                        {"sensitivity", l.sensitivity}});
+                        {"sensitivity", l.sensitivity}, {"input_point", l.input_point},
+                        {"activation_bits", l.chosen_activation_bits},
+                        {"candidate_activation_bits", l.candidate_activation_bits},
+                        {"activation_sensitivity", l.activation_sensitivity},
+                        {"activation_sensitivity_counted", l.activation_counted}});
       nlohmann::json pareto = nlohmann::json::array();
       for (const ParetoPoint& p : report.pareto)
         pareto.push_back({{"bits_per_weight", p.bits_per_weight}, {"feasible", p.feasible},
                           {"predicted_divergence", p.predicted_divergence}, {"bops", p.bops}});
-      j["mixed_precision"] = {{"size_budget_bits_per_weight", o.size_budget_bits_per_weight}, {"bops_budget", o.bops_budget},
+      j["mixed_precision"] = {{"size_budget_bits_per_weight", o.size_budget_bits_per_weight}, {"bops_budget", report.bops_budget},
+                              {"bops_budget_bits", o.bops_budget_weight_bits > 0 ? nlohmann::json{o.bops_budget_weight_bits, o.bops_budget_activation_bits} : nlohmann::json()},
+                              {"candidate_activation_bits", o.candidate_activation_bits},
                               {"predicted_divergence", report.predicted_divergence}, {"bops", report.bops}, {"layers", rows},
                               {"pareto", pareto}};
     }

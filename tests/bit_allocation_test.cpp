@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "quant/bit_allocation.h"
@@ -41,13 +42,25 @@ Totals totals_of(const std::vector<LayerBitOptions>& layers, const std::vector<i
   return t;
 }
 
-// The reference: every one of prod(options) allocations. Infinity when none fits.
+// Whether the layers of every activation group chose equal activation bits.
+bool coupled(const std::vector<LayerBitOptions>& layers, const std::vector<int>& choice) {
+  std::map<int, int> bits_of_group;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (layers[l].activation_group < 0) continue;
+    const int bits = layers[l].options.at(choice.at(l)).activation_bits;
+    if (bits_of_group.emplace(layers[l].activation_group, bits).first->second != bits) return false;
+  }
+  return true;
+}
+
+// The reference: every one of prod(options) allocations (those that respect
+// the activation groups). Infinity when none fits.
 double brute_force_optimum(const std::vector<LayerBitOptions>& layers, const BitBudget& budget) {
   std::vector<int> choice(layers.size(), 0);
   double best = INFINITY;
   while (true) {
     const Totals t = totals_of(layers, choice);
-    if (t.within(budget)) best = std::min(best, t.sensitivity);
+    if (t.within(budget) && coupled(layers, choice)) best = std::min(best, t.sensitivity);
     size_t l = 0;  // next allocation, as a mixed-radix counter
     while (l < layers.size() && ++choice[l] == static_cast<int>(layers[l].options.size())) choice[l++] = 0;
     if (l == layers.size()) return best;
@@ -72,6 +85,7 @@ bool expect_optimal(const std::vector<LayerBitOptions>& layers, const BitBudget&
   EXPECT_EQ(a.choice.size(), layers.size());
   const Totals t = totals_of(layers, a.choice);
   EXPECT_TRUE(t.within(budget)) << "size " << t.size_bits << " bops " << t.bops << " latency " << t.latency;
+  EXPECT_TRUE(coupled(layers, a.choice)) << "an activation group with unequal bits";
   EXPECT_NEAR(a.sensitivity, reference, 1e-9);
   EXPECT_NEAR(a.sensitivity, t.sensitivity, 1e-12);
   EXPECT_NEAR(a.size_bits, t.size_bits, 1e-9);
@@ -115,6 +129,85 @@ TEST(BitAllocation, MatchesExhaustiveEnumerationUnderOneTwoAndThreeBudgets) {
   }
   // The comparison means something only if budgets cut off the unconstrained optimum.
   EXPECT_GT(binding, 50);
+}
+
+// Options as (weight bits, activation bits) pairs with layers coupled in
+// activation groups, as quantize.cpp builds them: size ~ parameters x w,
+// BOPs ~ MACs x w x a, sensitivity a weight part plus an activation part
+// carried by the group's first layer. Layer 0 reads the 8-bit input (a = 8
+// only, no group); some groups also contain a layer offering a = 8 only, which
+// forces the whole group to 8.
+std::vector<LayerBitOptions> random_coupled_layers(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::uniform_int_distribution<int> group(-1, 2);
+  std::vector<LayerBitOptions> result(6);
+  std::map<int, std::map<int, double>> activation_part;  // group -> bits -> its sensitivity
+  for (int l = 0; l < 6; ++l) {
+    LayerBitOptions& layer = result[l];
+    layer.name = "layer" + std::to_string(l);
+    layer.activation_group = l == 0 ? -1 : group(rng);
+    const bool input_only = l == 0 || u(rng) < 0.1;
+    const bool first_of_group = layer.activation_group < 0 || !activation_part.count(layer.activation_group);
+    const double parameters = 1 + 99 * u(rng), macs = 1 + 99 * u(rng);
+    for (int w : {2, 4, 8})
+      for (int a : input_only ? std::vector<int>{8} : std::vector<int>{4, 8}) {
+        double& part = activation_part[layer.activation_group][a];
+        if (part == 0) part = std::pow(4.0, -a) * 100 * u(rng);
+        const double sensitivity = std::pow(4.0, -w) * 100 * u(rng) + (first_of_group ? part : 0);
+        layer.options.push_back({w, a, sensitivity, parameters * w, macs * w * a, 0});
+      }
+  }
+  return result;
+}
+
+TEST(BitAllocation, CoupledActivationGroupsMatchExhaustiveEnumeration) {
+  int binding_couplings = 0, cases = 0;
+  for (uint32_t seed = 1; seed <= 16; ++seed) {
+    const std::vector<LayerBitOptions> layers = random_coupled_layers(seed);
+    std::vector<LayerBitOptions> uncoupled = layers;
+    for (LayerBitOptions& layer : uncoupled) layer.activation_group = -1;
+    const auto [size_lo, size_hi] = cost_range(layers, &BitOption::size_bits);
+    const auto [bops_lo, bops_hi] = cost_range(layers, &BitOption::bops);
+    for (double f : {0.2, 0.4, 0.7, 1.0}) {
+      SCOPED_TRACE("seed " + std::to_string(seed) + " fraction " + std::to_string(f));
+      std::vector<BitBudget> budgets(2);
+      budgets[0].bops = bops_lo + f * (bops_hi - bops_lo);
+      budgets[1] = budgets[0];
+      budgets[1].size_bits = size_lo + (1.2 - f) * (size_hi - size_lo) / 1.2;
+      for (const BitBudget& budget : budgets) {
+        if (!std::isfinite(brute_force_optimum(layers, budget))) {
+          EXPECT_NE(error_of([&] { allocate_bits(layers, budget); }).find("bit budget"), std::string::npos);
+          continue;
+        }
+        ++cases;
+        expect_optimal(layers, budget, allocate_bits(layers, budget));
+        // The couplings matter: without them the optimum is often lower.
+        binding_couplings += brute_force_optimum(uncoupled, budget) < brute_force_optimum(layers, budget) - 1e-12;
+        // pareto_by_size sees the same couplings.
+        const std::vector<ParetoRow> rows = pareto_by_size(layers, {budget.size_bits}, budget);
+        ASSERT_EQ(rows.size(), 1u);
+        ASSERT_TRUE(rows[0].feasible);
+        expect_optimal(layers, budget, rows[0].allocation);
+      }
+    }
+  }
+  EXPECT_GT(cases, 60);
+  EXPECT_GT(binding_couplings, 10);
+}
+
+TEST(BitAllocation, ActivationGroupsWithoutACommonWidthAreRefused) {
+  std::vector<LayerBitOptions> layers(3);
+  layers[0] = {"conv1", {{4, 4, 1, 1, 1, 0}, {4, 8, 0, 1, 2, 0}}, 0};
+  layers[1] = {"shortcut", {{4, 4, 1, 1, 1, 0}}, 0};  // only 4: the group must take 4
+  layers[2] = {"fc", {{4, 8, 0, 1, 2, 0}}, 1};         // a group of one is no constraint
+  const BitAllocation a = allocate_bits(layers, BitBudget{});
+  EXPECT_EQ(a.choice, (std::vector<int>{0, 0, 0}));
+  EXPECT_EQ(a.sensitivity, 2);
+  layers[1].options[0].activation_bits = 6;
+  const std::string message = error_of([&] { allocate_bits(layers, BitBudget{}); });
+  EXPECT_NE(message.find("activation group 0 ('conv1', 'shortcut')"), std::string::npos) << message;
+  EXPECT_NE(message.find("none in common"), std::string::npos) << message;
 }
 
 TEST(BitAllocation, MatchesDynamicProgrammingOnALargerCorrelatedInstance) {

@@ -141,7 +141,8 @@ expect "unknown --engine is refused" 1 "--engine.*integer or simulated" -- \
   "$dfq" eval --qmodel "$tmp/q.dfq" --engine float --data "$tmp/synth/png" --preset fashion-mnist
 expect "--kernels with the simulated engine is refused" 1 "--kernels.*--engine integer" -- \
   "$dfq" eval --qmodel "$tmp/q.dfq" --engine simulated --kernels reference --data "$tmp/synth/png" --preset fashion-mnist
-q=("$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth" --out "$tmp/x.dfq")
+q0=("$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth")  # without --out, for runs that keep their artifact
+q=("${q0[@]}" --out "$tmp/x.dfq")
 expect "--wbits 9 is refused" 1 "--wbits.*2 to 8|--wbits.*2\.\.8" -- "${q[@]}" --wbits 9
 expect "unknown --bias-correction is refused" 1 "--bias-correction.*none, weights, full" -- "${q[@]}" --bias-correction some
 expect "--weight-objective output needs mmse" 1 "--weight-objective output.*--weight-range mmse" -- \
@@ -173,9 +174,40 @@ expect "--first-last-bits with a BOPs budget is refused" 1 "--first-last-bits.*I
 expect "--wbits with a size budget is refused" 1 "--wbits.*ILP chooses" -- "${q[@]}" --size-budget 4 --wbits 4
 expect "--candidate-bits without a budget is refused" 1 "--candidate-bits.*--size-budget" -- "${q[@]}" --candidate-bits 2,4
 expect "malformed --candidate-bits is refused" 1 "--candidate-bits.*comma-separated" -- "${q[@]}" --size-budget 4 --candidate-bits 4,,8
+# Mixed activation bits: within the BOPs of uniform W4A4, each convolution's input bits chosen too.
+expect "--candidate-abits chooses activation bits within the BOPs of W4A4" 0 "W bits +A bits" -- \
+  "${q0[@]}" --bops-budget-bits 4,4 --abits 4 --candidate-bits 2,4,8 --candidate-abits 4,8 --reconstruct none \
+  --json "$tmp/mpa.json" --out "$tmp/mpa.dfq" --quiet
+# The JSON's per-layer activation bits are the bits of the point each layer reads, and the BOPs fit.
+if /usr/bin/python3 -c "
+import json, sys
+j = json.load(open('$tmp/mpa.json'))
+m = j['mixed_precision']
+bits = {p['name']: int(p['range'].split(' ')[0].lstrip('uint')) for p in j['points']}
+rows = m['layers']
+ok = m['bops'] <= m['bops_budget'] and m['bops_budget_bits'] == [4, 4] and m['candidate_activation_bits'] == [4, 8]
+ok = ok and all(bits[r['input_point']] == r['activation_bits'] for r in rows)
+ok = ok and all(len(r['activation_sensitivity']) == len(r['candidate_activation_bits']) for r in rows)
+ok = ok and bits['input'] == 8 and len({r['activation_bits'] for r in rows if r['input_point'] != 'input'}) >= 1
+sys.exit(0 if ok else 1)"; then
+  ok "the JSON's activation bits match the points' ranges within the BOPs budget"; else
+  bad "the JSON's activation bits match the points' ranges within the BOPs budget"; fi
+expect "a mixed-activation model runs in the integer engine" 0 "top-1" -- \
+  "$dfq" eval --qmodel "$tmp/mpa.dfq" --data "$tmp/synth/png" --preset fashion-mnist --quiet
+expect "--candidate-abits without a BOPs budget is refused" 1 "--candidate-abits.*a BOPs budget.*found none" -- \
+  "${q[@]}" --size-budget 4 --candidate-abits 4,8
+expect "--candidate-abits outside 2..8 is refused" 1 "--candidate-abits.*2 to 8, found 9" -- \
+  "${q[@]}" --bops-budget-bits 4,4 --candidate-abits 4,9
+expect "malformed --candidate-abits is refused" 1 "--candidate-abits.*comma-separated" -- \
+  "${q[@]}" --bops-budget-bits 4,4 --candidate-abits 4,
+expect "both BOPs budget forms are refused" 1 "either --bops-budget or --bops-budget-bits" -- \
+  "${q[@]}" --bops-budget 1e9 --bops-budget-bits 4,4
+expect "--bops-budget-bits with one number is refused" 1 "--bops-budget-bits.*two bit widths W,A" -- \
+  "${q[@]}" --bops-budget-bits 4
+expect "--bops-budget-bits A other than uniform --abits is refused" 1 "--bops-budget-bits.*--abits 8" -- \
+  "${q[@]}" --bops-budget-bits 4,4
 expect "--pow2-scales --weight-lut quantizes and prints the tables" 0 "lookup table +obj/unif" -- \
-  "$dfq" quantize --model "$model" --preset fashion-mnist --calib "$tmp/synth" --wbits 4 --abits 8 --pow2-scales \
-  --weight-lut --reconstruct-iters 50 --json "$tmp/lut.json" --out "$tmp/lut.dfq" --quiet
+  "${q0[@]}" --wbits 4 --abits 8 --pow2-scales --weight-lut --reconstruct-iters 50 --json "$tmp/lut.json" --out "$tmp/lut.dfq" --quiet
 for key in lut lut_objective_ratio pow2_scales weight_lut; do
   grep -q "\"$key\"" "$tmp/lut.json" && ok "quantize JSON has $key" || bad "quantize JSON has $key"
 done

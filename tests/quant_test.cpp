@@ -323,6 +323,96 @@ TEST(Quantize, MixedPrecisionMeetsTheSizeBudgetAndRunsInIntegers) {
   EXPECT_NE(error_of([&] { quantize_model(g, calib, o, report); }).find("size_bits"), std::string::npos);
 }
 
+// Mixed activation bits (step 2a with candidate_activation_bits): within the
+// BOPs of uniform W4A4, each point read by a convolution gets its chosen bits,
+// the layers reading one point agree, and both engines run the result.
+TEST(Quantize, MixedActivationBitsMeetTheBopsOfW4A4AndRunInIntegers) {
+  const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor calib = at::randn({32, 1, 28, 28}, at::make_generator<at::CPUGeneratorImpl>(12));
+  QuantizeOptions o;
+  o.activation_bits = 4;  // the points no convolution reads
+  o.candidate_bits = {2, 4, 8};
+  o.candidate_activation_bits = {4, 8};
+  o.bops_budget_weight_bits = 4, o.bops_budget_activation_bits = 4;
+  o.reconstruct.method = Reconstruction::kNone;
+  QuantizeReport report;
+  const QuantizedModel q = quantize_model(g, calib, o, report);
+  const ActivationPoints points = activation_points(q.graph);
+
+  // The budget from its definition: MACs per image x 4 x input bits (8 at the input, else 4).
+  struct Macs : Observer {
+    void after_node(const Node& n, const std::vector<at::Tensor>&, at::Tensor& out) override {
+      if (n.op == Op::Conv2d || n.op == Op::Linear)
+        macs[n.id] = double(out.numel() / out.size(0)) * double(n.param("weight").numel() / n.param("weight").size(0));
+    }
+    std::map<int, double> macs;
+  } macs;
+  forward(q.graph, calib.slice(0, 0, 1), &macs);
+  double w4a4 = 0, chosen = 0;
+  std::map<int, int> bits_of_point;
+  std::set<int> widths;
+  ASSERT_EQ(report.mixed_precision.size(), report.layers.size());
+  for (size_t l = 0; l < report.layers.size(); ++l) {
+    const MixedPrecisionLayer& row = report.mixed_precision[l];
+    const int id = report.layers[l].node;
+    const int source = points.scale_source[static_cast<size_t>(q.graph.node(id).inputs[0])];
+    SCOPED_TRACE(row.name);
+    EXPECT_EQ(row.input_point, q.graph.node(source).name);
+    EXPECT_EQ(q.activations.at(source).range.bits, row.chosen_activation_bits);  // what the engines read
+    EXPECT_EQ(q.weights.at(id).range.bits, row.chosen_bits);
+    if (source == 0) {
+      EXPECT_EQ(row.chosen_activation_bits, 8);
+      EXPECT_EQ(row.candidate_activation_bits, std::vector<int>{8});
+    } else {
+      EXPECT_EQ(row.candidate_activation_bits, o.candidate_activation_bits);
+      // Coarser activations never lower the point's divergence by much.
+      EXPECT_GE(row.activation_sensitivity[0] + 1e-6, row.activation_sensitivity[1]);
+      widths.insert(row.chosen_activation_bits);
+      // One reader per point carries its sensitivity: the first.
+      EXPECT_EQ(row.activation_counted, !bits_of_point.count(source));
+      bits_of_point.emplace(source, row.chosen_activation_bits);
+      EXPECT_EQ(bits_of_point.at(source), row.chosen_activation_bits) << "readers of one point disagree";
+    }
+    w4a4 += macs.macs.at(id) * 4 * (source == 0 ? 8 : 4);
+    chosen += macs.macs.at(id) * row.chosen_bits * row.chosen_activation_bits;
+  }
+  EXPECT_NEAR(report.bops_budget, w4a4, 1e-9 * w4a4);
+  EXPECT_NEAR(report.bops, chosen, 1e-9 * chosen);
+  EXPECT_LE(chosen, w4a4);
+  EXPECT_EQ(widths, (std::set<int>{4, 8}));  // the budget lies between the candidates: a mix
+  // Points no convolution reads keep --abits; the input stays 8.
+  for (const auto& [id, a] : q.activations) {
+    if (id != 0 && !bits_of_point.count(id)) {
+      EXPECT_EQ(a.range.bits, 4) << q.graph.node(id).name;
+    }
+  }
+  EXPECT_EQ(q.activations.at(0).range.bits, 8);
+
+  // Integer engine: fast kernels bit-exact with the reference ones, and close
+  // to the simulated engine (the dyadic approximation moves a value by a step now and then).
+  const IntegerEngine reference(q, IntKernel::kReference), fast(q, IntKernel::kFast);
+  const at::Tensor integer = fast.forward(calib);
+  EXPECT_TRUE(at::equal(reference.forward(calib), integer));
+  const at::Tensor simulated = SimulatedModel(q).forward(calib);
+  EXPECT_LE((integer - simulated).abs().max().item<double>(), 0.02 * (simulated.abs().max().item<double>() + 1e-12));
+  EXPECT_GE(integer.argmax(1).eq(simulated.argmax(1)).sum().item<int64_t>(), 31);
+
+  // Refusals: no BOPs budget, a width outside 2..8, both budget forms, kl below 8 bits.
+  QuantizeOptions bad = o;
+  bad.bops_budget_weight_bits = bad.bops_budget_activation_bits = 0;
+  bad.size_budget_bits_per_weight = 4;
+  EXPECT_NE(error_of([&] { check_quantize_options(bad); }).find("--candidate-abits: expected a BOPs budget"), std::string::npos);
+  bad = o, bad.candidate_activation_bits = {4, 9};
+  EXPECT_NE(error_of([&] { check_quantize_options(bad); }).find("--candidate-abits"), std::string::npos);
+  bad = o, bad.bops_budget = 1e9;
+  EXPECT_NE(error_of([&] { check_quantize_options(bad); }).find("either --bops-budget or --bops-budget-bits"), std::string::npos);
+  bad = o, bad.activation_range.method = RangeMethod::kKl, bad.activation_bits = 8;
+  EXPECT_NE(error_of([&] { check_quantize_options(bad); }).find("--act-range kl"), std::string::npos);
+  bad = o, bad.candidate_activation_bits.clear();  // then A of W,A must be --abits
+  bad.activation_bits = 8;
+  EXPECT_NE(error_of([&] { check_quantize_options(bad); }).find("--bops-budget-bits"), std::string::npos);
+}
+
 namespace {
 
 bool is_power_of_two(double v) {

@@ -16,6 +16,7 @@
 #include <regex>
 #include <sstream>
 
+#include "report/card.h"
 #include "report/charts.h"
 #include "report/gnuplot.h"
 #include "report/html.h"
@@ -529,4 +530,46 @@ TEST(ReportRun, WritesReportHtmlAtomically) {
     write_run_report(run.string(), (tmp.path() / "missing-dir" / "r.html").string(), HtmlReportOptions{});
   });
   EXPECT_NE(message.find("missing-dir/r.html"), std::string::npos) << message;
+}
+
+// The quantization card names the scheme that was run: uniform bits in the
+// title, or "mixed" where the ILP chose them, and with mixed activation bits
+// the per-point ranges (not --abits) describe the activations.
+TEST(QuantizationCard, TitleAndChoicesFollowMixedWeightAndActivationBits) {
+  TempDir tmp;
+  const fs::path dir = tmp.path();
+  write(dir / "fp32.json", Json{{"top1", 91.0}, {"top5", 99.0}, {"images", 100}, {"bn_folded", 2}, {"preset", "cifar"}}.dump());
+  write(dir / "integer.json", Json{{"top1", 90.0}, {"top5", 99.0}, {"images", 100}, {"kernels", "fast"}}.dump());
+  const Json points = Json::array({{{"name", "input"}, {"range", "int8 [-127, 127]"}},
+                                   {{"name", "relu"}, {"range", "uint3 [0, 7]"}},
+                                   {{"name", "relu_2"}, {"range", "uint6 [0, 63]"}}});
+  const Json layers = Json::array({{{"name", "conv1"}, {"bits", 6}}, {{"name", "conv2"}, {"bits", 3}}});
+  Json q = {{"wbits", 8}, {"abits", 4}, {"layers", layers}, {"points", points}};
+  RunRecord record;
+  record.model_path = (dir / "none.pt").string(), record.model_sha256 = "0", record.data_dir = "data";
+  const auto card_for = [&](const Json& quantize) {
+    write(dir / "quantize.json", quantize.dump());
+    write_quantization_card(dir.string(), record);
+    std::ifstream in(dir / "card.md");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  std::string md = card_for(q);
+  EXPECT_NE(md.find("# Quantization card: none W8A4"), std::string::npos) << md;
+  EXPECT_NE(md.find("off (uniform weight bits)"), std::string::npos) << md;
+
+  q["mixed_precision"] = {{"size_budget_bits_per_weight", 4.0}, {"bops_budget", 1e9}, {"bops", 9e8},
+                          {"candidate_activation_bits", Json::array()}};
+  md = card_for(q);
+  EXPECT_NE(md.find("# Quantization card: none W mixed A4"), std::string::npos) << md;
+  EXPECT_NE(md.find("weights only (activations at the uniform bits)"), std::string::npos) << md;
+  EXPECT_NE(md.find("and BOPs budget 1e+09"), std::string::npos) << md;
+
+  q["mixed_precision"]["candidate_activation_bits"] = {2, 3, 4, 6, 8};
+  md = card_for(q);
+  EXPECT_NE(md.find("# Quantization card: none W mixed A mixed"), std::string::npos) << md;
+  EXPECT_NE(md.find("weights and the activations convolution/linear layers read"), std::string::npos) << md;
+  EXPECT_NE(md.find("bits per tensor chosen with the weights'"), std::string::npos) << md;
+  EXPECT_EQ(md.find(", 4 bits; real"), std::string::npos) << "claims uniform 4-bit activations: " << md;
+  EXPECT_NE(md.find("| relu | uint3 [0, 7] |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| conv2 | 3 |"), std::string::npos) << md;
 }

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "core/error.h"
 
@@ -34,6 +36,20 @@ void check_number(double v, const std::string& subject, bool infinity_allowed) {
     fail(subject, infinity_allowed ? "a number >= 0 or infinity" : "a finite number >= 0", number(v));
 }
 
+// Layer indices per activation group id (>= 0), in layer order.
+std::map<int, std::vector<int>> activation_groups(const std::vector<LayerBitOptions>& layers) {
+  std::map<int, std::vector<int>> groups;
+  for (size_t l = 0; l < layers.size(); ++l)
+    if (layers[l].activation_group >= 0) groups[layers[l].activation_group].push_back(static_cast<int>(l));
+  return groups;
+}
+
+std::set<int> activation_bits_of(const LayerBitOptions& layer) {
+  std::set<int> bits;
+  for (const BitOption& o : layer.options) bits.insert(o.activation_bits);
+  return bits;
+}
+
 void check(const std::vector<LayerBitOptions>& layers, const BitBudget& budget) {
   for (const LayerBitOptions& layer : layers) {
     if (layer.options.empty()) fail("bit options of layer '" + layer.name + "'", "at least one option", "none");
@@ -44,6 +60,22 @@ void check(const std::vector<LayerBitOptions>& layers, const BitBudget& budget) 
     }
   }
   for (const Cost& k : kCosts) check_number(budget.*k.limit, std::string("bit budget ") + k.name, true);
+  // A group whose layers share no activation width has no allocation at all,
+  // whatever the budgets: said here rather than as an infeasible budget.
+  for (const auto& [group, members] : activation_groups(layers)) {
+    std::set<int> common = activation_bits_of(layers[members[0]]);
+    std::string names;
+    for (int l : members) {
+      std::set<int> kept;
+      for (int bits : activation_bits_of(layers[l]))
+        if (common.count(bits)) kept.insert(bits);
+      common = kept;
+      names += (names.empty() ? "'" : ", '") + layers[l].name + "'";
+    }
+    if (common.empty())
+      fail("activation group " + std::to_string(group) + " (" + names + ")",
+           "layers with at least one activation bit width in common", "none in common");
+  }
 }
 
 // Every layer at its cheapest option for cost k: no allocation costs less.
@@ -69,7 +101,8 @@ double smallest_total(const std::vector<LayerBitOptions>& layers, const Cost& k)
     smallest += std::string(smallest.empty() ? "" : ", ") + k.name + " " + number(least);
   }
   fail("bit budgets", "an allocation within all of them",
-       "none within " + limits + " together (alone, the smallest achievable are " + smallest + ")");
+       "none within " + limits + " together" + (activation_groups(layers).empty() ? "" : " with equal activation bits per group") +
+           " (alone, the smallest achievable are " + smallest + ")");
 }
 
 struct Glpk {  // the problem is deleted on every path, exceptions included; GLPK prints nothing meanwhile
@@ -121,7 +154,9 @@ std::optional<BitAllocation> solve(const std::vector<LayerBitOptions>& layers, c
     }
   std::vector<int> ia{0}, ja{0};  // GLPK's arrays are 1-based
   std::vector<double> ar{0};
-  for (int l = 0; l < n_layers; ++l)
+  std::vector<int> first_column(static_cast<size_t>(n_layers));  // of each layer's options
+  for (int l = 0; l < n_layers; ++l) {
+    first_column[static_cast<size_t>(l)] = glp_get_num_cols(lp) + 1;
     for (const BitOption& o : layers[l].options) {
       const int column = glp_add_cols(lp, 1);
       glp_set_col_kind(lp, column, GLP_BV);
@@ -133,6 +168,27 @@ std::optional<BitAllocation> solve(const std::vector<LayerBitOptions>& layers, c
         ia.push_back(n_layers + 1 + static_cast<int>(r)), ja.push_back(column), ar.push_back(limit > 0 ? cost / limit : cost);
       }
     }
+  }
+  // Coupling: the first layer of a group and each other one put the same
+  // weight (0 or 1) on every activation width, so they pick the same width.
+  // A width only one of the two offers gets an equality that forbids it.
+  for (const auto& [group, members] : activation_groups(layers)) {
+    const int f = members[0];
+    for (size_t m = 1; m < members.size(); ++m) {
+      const int l = members[m];
+      std::set<int> widths = activation_bits_of(layers[f]);
+      for (int bits : activation_bits_of(layers[l])) widths.insert(bits);
+      for (int bits : widths) {
+        const int row = glp_add_rows(lp, 1);
+        glp_set_row_bnds(lp, row, GLP_FX, 0, 0);
+        for (int side : {f, l})
+          for (size_t c = 0; c < layers[side].options.size(); ++c)
+            if (layers[side].options[c].activation_bits == bits)
+              ia.push_back(row), ja.push_back(first_column[static_cast<size_t>(side)] + static_cast<int>(c)),
+                  ar.push_back(side == f ? 1 : -1);
+      }
+    }
+  }
   glp_load_matrix(lp, static_cast<int>(ar.size()) - 1, ia.data(), ja.data(), ar.data());
   glp_iocp parm;
   glp_init_iocp(&parm);
@@ -153,6 +209,11 @@ std::optional<BitAllocation> solve(const std::vector<LayerBitOptions>& layers, c
     if (status != GLP_OPT) fail("bit allocation ILP", "an optimal solution from GLPK", "status " + std::to_string(status));
     std::vector<int> chosen_columns{0};  // 1-based, for the cut
     const BitAllocation a = read_solution(lp, layers, chosen_columns);
+    for (const auto& [group, members] : activation_groups(layers))  // exact equalities on binaries: a GLPK failure otherwise
+      for (int l : members)
+        if (layers[l].options[a.choice[l]].activation_bits != layers[members[0]].options[a.choice[members[0]]].activation_bits)
+          fail("bit allocation ILP", "equal activation bits in activation group " + std::to_string(group),
+               "layers '" + layers[members[0]].name + "' and '" + layers[l].name + "' differ in GLPK's solution");
     if (std::all_of(budgeted.begin(), budgeted.end(), [&](const Cost* k) { return a.*k->total <= budget.*k->limit; }))
       return a;
     if (cuts == 100) fail("bit allocation ILP", "an allocation within the budgets", "GLPK's 100 best just above them");

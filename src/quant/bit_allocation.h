@@ -9,7 +9,14 @@
 //   minimize    sum_{l,c} sensitivity_{l,c} x_{l,c}
 //   subject to  sum_c x_{l,c} = 1                          for every layer l
 //               sum_{l,c} cost^k_{l,c} x_{l,c} <= budget^k   for every finite budget k
+//               sum_{c: a_{f,c} = a} x_{f,c} = sum_{c: a_{l,c} = a} x_{l,c}
+//                   for every activation group, its first layer f, every other
+//                   layer l of it and every activation bit width a
 //               x_{l,c} in {0, 1}
+//
+// Activation groups couple layers that read the same quantized tensor (a
+// block input read by a convolution and a shortcut convolution): that tensor
+// has one bit width, so they must all pick options of equal activation_bits.
 //
 // A multiple-choice knapsack: greedy or Lagrangian rules can miss the optimum,
 // so GLPK's branch-and-cut solves it exactly: within every budget as summed in
@@ -40,6 +47,7 @@ struct BitOption {
 struct LayerBitOptions {
   std::string name;  // names the layer in error messages
   std::vector<BitOption> options;
+  int activation_group = -1;  // layers with the same id >= 0 pick equal activation_bits; < 0: uncoupled
 };
 
 // Upper limits on the summed costs; +infinity means no constraint.
@@ -54,9 +62,10 @@ struct BitAllocation {
   double sensitivity = 0, size_bits = 0, bops = 0, latency = 0;
 };
 
-// The allocation of least summed sensitivity within `budget`. Throws
-// dfq::Error when a layer has no options, a number is negative or NaN, or no
-// allocation fits (naming the smallest achievable size, BOPs or latency).
+// The allocation of least summed sensitivity within `budget` and the
+// activation groups. Throws dfq::Error when a layer has no options, a number
+// is negative or NaN, the layers of a group share no activation bit width, or
+// no allocation fits (naming the smallest achievable size, BOPs or latency).
 BitAllocation allocate_bits(const std::vector<LayerBitOptions>& layers, const BitBudget& budget);
 
 struct ParetoRow {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <set>
 
 #include "core/error.h"
 #include "core/execute.h"
@@ -17,6 +18,11 @@
 #include "quant/weight_lut.h"
 
 namespace dfq {
+
+bool has_bit_budget(const QuantizeOptions& o) {
+  return o.size_budget_bits_per_weight > 0 || o.bops_budget > 0 || o.bops_budget_weight_bits > 0 ||
+         o.bops_budget_activation_bits > 0;
+}
 
 void check_quantize_options(const QuantizeOptions& o) {
   check_bits(o.weight_bits, "--wbits");
@@ -44,16 +50,36 @@ void check_quantize_options(const QuantizeOptions& o) {
   if (o.size_budget_bits_per_weight < 0 || o.bops_budget < 0)
     fail("mixed-precision budgets", "--size-budget and --bops-budget >= 0 (0: none)",
          std::to_string(o.size_budget_bits_per_weight) + " and " + std::to_string(o.bops_budget));
+  const bool bops_by_bits = o.bops_budget_weight_bits != 0 || o.bops_budget_activation_bits != 0;
+  if (bops_by_bits) {
+    check_bits(o.bops_budget_weight_bits, "--bops-budget-bits weight bits");
+    check_bits(o.bops_budget_activation_bits, "--bops-budget-bits activation bits");
+    if (o.bops_budget > 0)
+      fail("BOPs budget", "either --bops-budget or --bops-budget-bits", "both");
+    // Without mixed activations every layer's BOPs count --abits: another A would not be uniform W x A.
+    if (o.candidate_activation_bits.empty() && o.bops_budget_activation_bits != o.activation_bits)
+      fail("--bops-budget-bits", "activation bits equal to --abits " + std::to_string(o.activation_bits) +
+                                     " (activations are uniform without --candidate-abits)",
+           std::to_string(o.bops_budget_activation_bits));
+  }
   for (int bits : o.candidate_bits) check_bits(bits, "--candidate-bits");
-  if ((o.size_budget_bits_per_weight > 0 || o.bops_budget > 0) && o.candidate_bits.empty())
+  for (int bits : o.candidate_activation_bits) check_bits(bits, "--candidate-abits");
+  // With only a size budget every activation would simply take the widest candidate.
+  if (!o.candidate_activation_bits.empty() && o.bops_budget == 0 && !bops_by_bits)
+    fail("--candidate-abits", "a BOPs budget (--bops-budget or --bops-budget-bits; activations cost no model size)", "none");
+  if (o.activation_range.method == RangeMethod::kKl && !o.candidate_activation_bits.empty() &&
+      *std::min_element(o.candidate_activation_bits.begin(), o.candidate_activation_bits.end()) < 8)
+    fail("--act-range kl", "8-bit activations (TensorRT's entropy method; use mmse or percentile below 8 bits)",
+         "--candidate-abits below 8");
+  if (has_bit_budget(o) && o.candidate_bits.empty())
     fail("--candidate-bits", "at least one weight bit width", "none");
-  if ((o.size_budget_bits_per_weight > 0 || o.bops_budget > 0) && o.first_last_bits > 0)
+  if (has_bit_budget(o) && o.first_last_bits > 0)
     fail("--first-last-bits", "no fixed first/last bits with a mixed-precision budget (the ILP chooses every layer)",
          std::to_string(o.first_last_bits));
   if (o.weight_lut) {
     // A table of 2^b entries replaces a uniform grid of b <= 4 bits; what
     // assumes that grid (or would give a layer a second tensor) is refused.
-    if (o.size_budget_bits_per_weight > 0 || o.bops_budget > 0)
+    if (has_bit_budget(o))
       fail("--weight-lut", "uniform --wbits (no --size-budget/--bops-budget)", "a mixed-precision budget");
     if (o.residual_layers > 0 || o.residual_budget > 0)
       fail("--weight-lut", "no residual tensors", o.residual_layers > 0 ? "--residual-layers " + std::to_string(o.residual_layers)
@@ -349,53 +375,130 @@ double output_divergence(const at::Tensor& reference_logits, const at::Tensor& l
   return (p.exp() * (p - q)).sum(1).mean().item<double>();
 }
 
-// Step 2a: per-layer weight bits by the exact ILP of bit_allocation.h. A
-// layer's sensitivity at b bits is the output divergence of the float model
-// with only that layer's weights quantized to b bits (the clip of step 2).
-// `reference` is the float model's logits on the calibration batch.
-std::map<int, int> allocate_weight_bits(const Graph& folded, const at::Tensor& calibration, const at::Tensor& reference,
-                                        const QuantizeOptions& o, const FloatStatistics& statistics,
-                                        QuantizeReport& report) {
-  std::vector<LayerBitOptions> layers;
-  double parameters = 0;
-  std::vector<int> ids;
-  Progress progress("mixed precision sensitivity", static_cast<int64_t>(statistics.macs.size() * o.candidate_bits.size()), o.quiet);
-  int64_t done = 0;
+// Fake-quantizes one node's output (a quantization point) and leaves the rest float.
+class PointQuantizer : public Observer {
+ public:
+  PointQuantizer(int node, QuantRange range, double scale) : node_(node), range_(range), scale_(scale) {}
+  void after_node(const Node& node, const std::vector<at::Tensor>&, at::Tensor& output) override {
+    if (node.id == node_) output = fake_quantize(output, at::scalar_tensor(scale_), range_);
+  }
+
+ private:
+  int node_;
+  QuantRange range_;
+  double scale_;
+};
+
+// Step 2a's result: bits per Conv2d/Linear node id and per chosen point node id.
+struct MixedBits {
+  std::map<int, int> weight_bits, activation_bits;
+};
+
+// Step 2a: per-layer (weight bits, input bits) by the exact ILP of
+// bit_allocation.h. A layer's weight sensitivity at w bits is the output
+// divergence of the float model with only that layer's weights quantized to w
+// bits (the clip of step 2); a point's sensitivity at a bits the divergence
+// with only that point quantized to a bits (the clip of step 5's method, on
+// the float model's histogram), carried by its first reader so the sum stays
+// additive. `reference` is the float model's logits on the calibration batch.
+MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& points, const at::Tensor& calibration,
+                              const at::Tensor& reference, const QuantizeOptions& o, const FloatStatistics& statistics,
+                              QuantizeReport& report) {
+  const bool mixed_activations = !o.candidate_activation_bits.empty();
+  // The points whose bits are chosen: those read by a Conv2d/Linear, but not the input.
+  std::vector<int> chosen_points;  // node ids, in graph order
   for (const Node& n : folded.nodes) {
     if (n.op != Op::Conv2d && n.op != Op::Linear) continue;
-    LayerBitOptions layer{n.name, {}};
+    const int source = points.scale_source[static_cast<size_t>(n.inputs[0])];
+    if (mixed_activations && source > 0 && std::find(chosen_points.begin(), chosen_points.end(), source) == chosen_points.end())
+      chosen_points.push_back(source);
+  }
+  Progress progress("mixed precision sensitivity",
+                    static_cast<int64_t>(statistics.macs.size() * o.candidate_bits.size() +
+                                         chosen_points.size() * o.candidate_activation_bits.size()),
+                    o.quiet);
+  int64_t done = 0;
+  std::map<int, std::map<int, double>> point_sensitivity;  // point node id -> bits -> KL
+  if (mixed_activations) {
+    std::vector<int> point_of_node(folded.nodes.size(), -1);
+    for (size_t p = 0; p < chosen_points.size(); ++p) point_of_node[static_cast<size_t>(chosen_points[p])] = static_cast<int>(p);
+    PointObserver histograms(point_of_node);
+    histograms.histograms.resize(chosen_points.size());
+    forward(folded, calibration, &histograms);
+    for (size_t p = 0; p < chosen_points.size(); ++p) {
+      const int id = chosen_points[p];
+      const size_t index = static_cast<size_t>(std::find(points.points.begin(), points.points.end(), id) - points.points.begin());
+      for (int bits : o.candidate_activation_bits) {
+        const QuantRange range{bits, !points.is_unsigned[index]};
+        const double clip = std::max(1e-12, histograms.histograms[p].clip(range, o.activation_range));
+        PointQuantizer quantizer(id, range, clip / static_cast<double>(range.qmax()));
+        point_sensitivity[id][bits] = std::max(0.0, output_divergence(reference, forward(folded, calibration, &quantizer)));
+        progress.update(++done, folded.node(id).name);
+      }
+    }
+  }
+  std::vector<LayerBitOptions> layers;
+  std::vector<MixedPrecisionLayer> rows;
+  double parameters = 0;
+  std::vector<int> ids;
+  std::set<int> counted;  // points whose sensitivity a reader already carries
+  for (const Node& n : folded.nodes) {
+    if (n.op != Op::Conv2d && n.op != Op::Linear) continue;
+    const int source = points.scale_source[static_cast<size_t>(n.inputs[0])];
+    MixedPrecisionLayer row{n.name, 0, {}, {}, folded.node(source).name, 0, {}, {}, false};
+    LayerBitOptions layer{n.name, {}, -1};
+    if (point_sensitivity.count(source)) {
+      layer.activation_group = source;
+      row.candidate_activation_bits = o.candidate_activation_bits;
+      row.activation_counted = counted.insert(source).second;
+      for (int bits : o.candidate_activation_bits) row.activation_sensitivity.push_back(point_sensitivity[source][bits]);
+    } else {  // the input's readers count 8 bits when activations are mixed (what they read), else --abits as before
+      row.candidate_activation_bits = {mixed_activations && source == 0 ? 8 : o.activation_bits};
+      row.activation_sensitivity = {0.0};
+    }
     parameters += static_cast<double>(n.param("weight").numel());
     for (int bits : o.candidate_bits) {
       const WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
                                             o.weight_objective == WeightObjective::kOutput ? statistics.input_moments.at(n.id) : at::Tensor());
       Graph trial = folded;
       trial.nodes[static_cast<size_t>(n.id)].params["weight"] = q.dequantized();
-      BitOption option;
-      option.weight_bits = bits, option.activation_bits = o.activation_bits;
-      option.sensitivity = std::max(0.0, output_divergence(reference, forward(trial, calibration)));
-      option.size_bits = static_cast<double>(n.param("weight").numel()) * bits;
-      option.bops = static_cast<double>(statistics.macs.at(n.id)) * bits * o.activation_bits;
-      layer.options.push_back(option);
+      row.candidate_bits.push_back(bits);
+      row.sensitivity.push_back(std::max(0.0, output_divergence(reference, forward(trial, calibration))));
+      for (size_t k = 0; k < row.candidate_activation_bits.size(); ++k) {
+        BitOption option;
+        option.weight_bits = bits, option.activation_bits = row.candidate_activation_bits[k];
+        option.sensitivity = row.sensitivity.back() + (row.activation_counted ? row.activation_sensitivity[k] : 0.0);
+        option.size_bits = static_cast<double>(n.param("weight").numel()) * bits;
+        option.bops = static_cast<double>(statistics.macs.at(n.id)) * bits * option.activation_bits;
+        layer.options.push_back(option);
+      }
       progress.update(++done, n.name);
     }
     layers.push_back(layer);
+    rows.push_back(row);
     ids.push_back(n.id);
   }
   progress.finish();
   BitBudget budget;
   if (o.size_budget_bits_per_weight > 0) budget.size_bits = o.size_budget_bits_per_weight * parameters;
   if (o.bops_budget > 0) budget.bops = o.bops_budget;
+  if (o.bops_budget_weight_bits > 0) {  // uniform W x A, each layer's input bits counted as its options count them
+    budget.bops = 0;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const int a = layers[l].activation_group >= 0 ? o.bops_budget_activation_bits : rows[l].candidate_activation_bits[0];
+      budget.bops += static_cast<double>(statistics.macs.at(ids[l])) * o.bops_budget_weight_bits * a;
+    }
+  }
+  report.bops_budget = std::isfinite(budget.bops) ? budget.bops : 0.0;
   const BitAllocation allocation = allocate_bits(layers, budget);
-  std::map<int, int> chosen;
+  MixedBits chosen;
   for (size_t l = 0; l < layers.size(); ++l) {
     const BitOption& pick = layers[l].options[static_cast<size_t>(allocation.choice[l])];
-    chosen[ids[l]] = pick.weight_bits;
-    MixedPrecisionLayer row{layers[l].name, pick.weight_bits, {}, {}};
-    for (const BitOption& option : layers[l].options) {
-      row.candidate_bits.push_back(option.weight_bits);
-      row.sensitivity.push_back(option.sensitivity);
-    }
-    report.mixed_precision.push_back(row);
+    chosen.weight_bits[ids[l]] = pick.weight_bits;
+    if (layers[l].activation_group >= 0) chosen.activation_bits[layers[l].activation_group] = pick.activation_bits;
+    rows[l].chosen_bits = pick.weight_bits;
+    rows[l].chosen_activation_bits = pick.activation_bits;
+    report.mixed_precision.push_back(rows[l]);
   }
   report.predicted_divergence = allocation.sensitivity;
   report.bops = allocation.bops;
@@ -408,9 +511,9 @@ std::map<int, int> allocate_weight_bits(const Graph& folded, const at::Tensor& c
   for (double b : per_weight) size_budgets.push_back(b * parameters);
   BitBudget other = budget;
   other.size_bits = INFINITY;
-  const std::vector<ParetoRow> rows = pareto_by_size(layers, size_budgets, other);
-  for (size_t i = 0; i < rows.size(); ++i)
-    report.pareto.push_back({per_weight[i], rows[i].feasible, rows[i].allocation.sensitivity, rows[i].allocation.bops});
+  const std::vector<ParetoRow> pareto = pareto_by_size(layers, size_budgets, other);
+  for (size_t i = 0; i < pareto.size(); ++i)
+    report.pareto.push_back({per_weight[i], pareto[i].feasible, pareto[i].allocation.sensitivity, pareto[i].allocation.bops});
   return chosen;
 }
 
@@ -463,9 +566,9 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   const at::Tensor float_logits = forward(folded, calibration, &statistics);
 
   // Step 2a: mixed precision.
-  std::map<int, int> mixed_bits;
-  if (o.size_budget_bits_per_weight > 0 || o.bops_budget > 0)
-    mixed_bits = allocate_weight_bits(folded, calibration, float_logits, o, statistics, report);
+  MixedBits mixed;
+  if (has_bit_budget(o)) mixed = allocate_mixed_bits(folded, points, calibration, float_logits, o, statistics, report);
+  const std::map<int, int>& mixed_bits = mixed.weight_bits;
 
   // Step 2: weights.
   for (const Node& n : folded.nodes) {
@@ -530,7 +633,8 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   forward(weight_quantized, calibration, &observer);
   for (size_t p = 0; p < points.points.size(); ++p) {
     const int id = points.points[p];
-    const QuantRange range{id == 0 ? 8 : o.activation_bits, !points.is_unsigned[p]};
+    const int bits = id == 0 ? 8 : mixed.activation_bits.count(id) ? mixed.activation_bits.at(id) : o.activation_bits;
+    const QuantRange range{bits, !points.is_unsigned[p]};
     const double clip = std::max(1e-12, observer.histograms[p].clip(range, o.activation_range));
     model.activations[id] = ActivationQuant{range, clip / static_cast<double>(range.qmax())};
     observer.ranges.push_back(range);

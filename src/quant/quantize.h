@@ -22,7 +22,8 @@
 //     subtracted from its bias, in graph order so later layers see corrected
 //     inputs;
 //  5. activation ranges from histograms of every quantization point on that
-//     corrected graph, by the activation range method; the input always 8-bit;
+//     corrected graph, by the activation range method; the input always 8-bit,
+//     the points step 2a chose bits for (candidate_activation_bits) at those;
 //  5b. (--reconstruct adaround|adaquant) each layer's integers re-chosen to
 //     minimize its output error on the calibration set, in graph order on the
 //     simulated model (reconstruct.h); on a lookup table AdaRound chooses
@@ -76,7 +77,18 @@ struct QuantizeOptions {
   // the bit-operations (MACs x weight bits x activation bits, per image).
   double size_budget_bits_per_weight = 0.0;  // 0: none
   double bops_budget = 0.0;                  // 0: none
+  // Or the BOPs budget as the BOPs of uniform W-bit weights and A-bit
+  // activations, counted as the options are (below): both 0 (none) or both 2..8.
+  int bops_budget_weight_bits = 0, bops_budget_activation_bits = 0;
   std::vector<int> candidate_bits = {2, 3, 4, 6, 8};
+  // Mixed activation bits (needs a BOPs budget: activations cost no model
+  // size): each quantization point that feeds a Conv2d/Linear takes its bits
+  // from these, chosen by the same ILP, whose options become (weight bits,
+  // input bits) pairs; the layers reading one point share its bits. The input
+  // stays 8-bit (its readers' BOPs count 8) and points that feed no
+  // Conv2d/Linear keep activation_bits. Empty: every point at activation_bits,
+  // and every layer's BOPs counted at activation_bits.
+  std::vector<int> candidate_activation_bits;
   bool cross_layer_equalization = false;  // step 1, after folding (equalize.h)
   EqualizeOptions equalization;
   bool power_of_two_scales = false;  // step 2 and 5: sets power_of_two in both range options (range.h)
@@ -116,13 +128,24 @@ struct PointReport {
   double activation_sqnr_db = 0.0; // on the calibration batch
 };
 
-// One layer's row of the mixed-precision table.
+// One layer's row of the mixed-precision table. An option's sensitivity is
+// sensitivity[w] + (activation_counted ? activation_sensitivity[a] : 0).
 struct MixedPrecisionLayer {
   std::string name;
   int chosen_bits = 0;
   std::vector<int> candidate_bits;
-  std::vector<double> sensitivity;  // KL(float || only this layer quantized), per candidate
+  std::vector<double> sensitivity;  // KL(float || only this layer's weights quantized), per candidate
+  // The bits of the point the layer reads (its input): chosen from the
+  // candidates, or fixed (one candidate: 8 at the input, activation_bits
+  // without candidate_activation_bits).
+  std::string input_point;
+  int chosen_activation_bits = 0;
+  std::vector<int> candidate_activation_bits;
+  std::vector<double> activation_sensitivity;  // KL(float || only that point quantized), per candidate; 0 when fixed
+  bool activation_counted = false;  // the point's first reader carries its sensitivity, the others 0
 };
+
+bool has_bit_budget(const QuantizeOptions& options);  // a size or BOPs budget: mixed precision
 
 // One row of the size/divergence trade-off the ILP sees (pareto_by_size).
 struct ParetoPoint {
@@ -138,6 +161,7 @@ struct QuantizeReport {
   double weight_bits_total = 0.0;  // stored weight bits incl. residual tensors
   std::vector<MixedPrecisionLayer> mixed_precision;  // empty without a budget
   double predicted_divergence = 0.0, bops = 0.0;     // the ILP's objective and BOPs
+  double bops_budget = 0.0;                          // as given, or of uniform W x A; 0: none
   std::vector<ParetoPoint> pareto;  // with a budget: the ILP's optimum at 2, 2.5, ... 8 bits/weight
   double seconds = 0.0;
 };

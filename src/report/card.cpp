@@ -56,6 +56,12 @@ std::string describe_machine() {
   return cpu + ", " + std::to_string(std::thread::hardware_concurrency()) + " cores, " + os + ", " + kernel;
 }
 
+// Whether quantize.json's mixed precision chose activation bits too.
+bool mixed_activation_bits(const json& q) {
+  return q.contains("mixed_precision") && q["mixed_precision"].is_object() &&
+         !q["mixed_precision"].value("candidate_activation_bits", json::array()).empty();
+}
+
 // Weight bits per layer as "conv1 8, layer1.0.conv1 4, ..." when they differ.
 std::string describe_weights(const json& q) {
   const bool per_channel = q.value("per_channel", true);
@@ -77,9 +83,14 @@ std::vector<std::pair<std::string, std::string>> choices(const json& q, const js
                                                          const json* synth, const RunRecord& r) {
   std::vector<std::pair<std::string, std::string>> c;
   c.emplace_back("Weights", describe_weights(q));
+  // With mixed activation bits --abits is only the bits of points that feed no convolution: the table below has each point's.
+  const bool mixed_activations = mixed_activation_bits(q);
   c.emplace_back("Activations", "per tensor, unsigned after ReLU/ReLU6 and signed otherwise, " +
-                                    std::to_string(q.value("abits", 0)) +
-                                    " bits; real = scale * (q - zero_point), zero point 0");
+                                    (mixed_activations ? "bits per tensor chosen with the weights' (see the activation table; " +
+                                                             std::to_string(q.value("abits", 0)) +
+                                                             " bits where no convolution or linear layer reads)"
+                                                       : std::to_string(q.value("abits", 0)) + " bits") +
+                                    "; real = scale * (q - zero_point), zero point 0");
   const int first_last = q.value("first_last_bits", 0);
   c.emplace_back("First and last layer",
                  first_last ? std::to_string(first_last) + "-bit weights and outputs" : "same bits as the rest");
@@ -121,7 +132,11 @@ std::vector<std::pair<std::string, std::string>> choices(const json& q, const js
     mixed = m.value("size_budget_bits_per_weight", 0.0) > 0
                 ? format("size budget %.3g bits/weight", m["size_budget_bits_per_weight"].get<double>())
                 : format("BOPs budget %.4g", m.value("bops_budget", 0.0));
-    mixed += format(", %.4g BOPs", m.value("bops", 0.0)) + ", weights only (activations at the uniform bits)";
+    if (m.value("bops_budget", 0.0) > 0 && m.value("size_budget_bits_per_weight", 0.0) > 0)
+      mixed += format(" and BOPs budget %.4g", m.value("bops_budget", 0.0));
+    mixed += format(", %.4g BOPs", m.value("bops", 0.0)) +
+             (mixed_activations ? ", weights and the activations convolution/linear layers read"
+                                : ", weights only (activations at the uniform bits)");
   }
   c.emplace_back("Mixed precision", mixed);
   c.emplace_back("Cross-layer equalization", q.value("cross_layer_equalization", false) ? "on" : "off");
@@ -148,8 +163,7 @@ std::vector<std::pair<std::string, std::string>> choices(const json& q, const js
 std::string markdown(const json& card) {
   std::ostringstream md;
   const json& res = card["results"];
-  md << "# Quantization card: " << card["model"]["name"].get<std::string>() << " W" << card["wbits"].get<int>() << "A"
-     << card["abits"].get<int>() << "\n\n";
+  md << "# Quantization card: " << card["model"]["name"].get<std::string>() << " " << card["scheme"].get<std::string>() << "\n\n";
   md << "Model `" << card["model"]["path"].get<std::string>() << "`, SHA-256 `" << card["model"]["sha256"].get<std::string>()
      << "`.\n\n## Results\n\n| | top-1 % | top-5 % | images |\n|---|---|---|---|\n";
   for (const char* key : {"fp32", "integer"})
@@ -195,6 +209,10 @@ void write_quantization_card(const std::string& run_dir, const RunRecord& r) {
                    {"sha256", r.model_sha256}};
   card["wbits"] = q.value("wbits", 0);
   card["abits"] = q.value("abits", 0);
+  // The title's scheme: "W4A4", or "W mixed A4" / "W mixed A mixed" when the ILP chose bits (wbits/abits are then defaults).
+  const bool mixed = q.contains("mixed_precision") && q["mixed_precision"].is_object();
+  card["scheme"] = (mixed ? std::string("W mixed ") : "W" + std::to_string(q.value("wbits", 0))) +
+                   (mixed_activation_bits(q) ? std::string("A mixed") : "A" + std::to_string(q.value("abits", 0)));
   json list = json::array();
   for (const auto& [name, value] : choices(q, fp32, integer, r.synthesized ? &synth : nullptr, r))
     list.push_back({{"name", name}, {"value", value}});
