@@ -411,7 +411,8 @@ int run_quantize(int argc, char** argv) {
                         {"normalized_error", l.normalized_error}, {"weight_sqnr_db", l.weight_sqnr_db},
                         {"residual", l.residual}, {"bias_shift", l.bias_shift},
                         {"reconstruction_error_before", l.reconstruction_error_before},
-                        {"reconstruction_error_after", l.reconstruction_error_after}, {"rounding_changed", l.rounding_changed}});
+                        {"reconstruction_error_after", l.reconstruction_error_after}, {"rounding_changed", l.rounding_changed},
+                        {"input_point", l.input_point}, {"input_bits", l.input_bits}});
       if (!l.lut.empty()) {
         layers.back()["lut"] = l.lut;
         layers.back()["lut_objective_ratio"] = l.lut_objective_ratio;

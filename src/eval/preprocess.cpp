@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <opencv2/core.hpp>
@@ -82,16 +83,31 @@ uint32_t big_endian32(const unsigned char* p) {
 
 // Every chunk complete and intact (CRC-32) up to IEND: libpng would report a
 // damaged chunk on stderr itself, breaking the one-line error.
+// A chunk type as text for a message: its 4 bytes when they are letters (as
+// the PNG specification requires), else their hex, so the message stays one line.
+std::string chunk_name(const unsigned char* type) {
+  std::string name;
+  for (int i = 0; i < 4; ++i)
+    if (!((type[i] >= 'A' && type[i] <= 'Z') || (type[i] >= 'a' && type[i] <= 'z'))) {
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "0x%02x%02x%02x%02x", type[0], type[1], type[2], type[3]);
+      return hex;
+    } else {
+      name += static_cast<char>(type[i]);
+    }
+  return name;
+}
+
 void check_png_chunks(const std::string& path, const unsigned char* b, size_t size) {
   for (size_t at = 8;;) {
     if (size - at < 12) fail(image_subject(path), kDecodable, "a truncated PNG (no IEND chunk)");
     const uint32_t length = big_endian32(b + at);
     const unsigned char* type = b + at + 4;
     if (length > size - at - 12)
-      fail(image_subject(path), kDecodable, "a truncated PNG (chunk " + std::string(type, type + 4) + " cut off)");
+      fail(image_subject(path), kDecodable, "a truncated PNG (chunk " + chunk_name(type) + " cut off)");
     const uLong crc = crc32(crc32(0L, Z_NULL, 0), type, static_cast<uInt>(length) + 4);
     if (crc != big_endian32(type + 4 + length))
-      fail(image_subject(path), kDecodable, "a corrupt PNG (CRC mismatch in chunk " + std::string(type, type + 4) + ")");
+      fail(image_subject(path), kDecodable, "a corrupt PNG (CRC mismatch in chunk " + chunk_name(type) + ")");
     if (std::memcmp(type, "IEND", 4) == 0) return;
     at += 12 + static_cast<size_t>(length);
   }

@@ -244,7 +244,9 @@ QuantizedModel load_quantized_model(const std::string& path) {
       auto integers = [&](const std::string& name) { return packed ? unpack_int4(tensor(name), shape) : tensor(name); };
       if (jw.at("lut").get<bool>()) {
         // q = lut[codes]; codes of `bits` bits index a table of 2^bits int8 values.
-        if (!packed) throw std::runtime_error("lookup table of node " + key + " with more than 4-bit codes");
+        if (!packed || w.range.bits < 2)  // packed: bits <= 4; the table has 2^bits entries
+          throw std::runtime_error("lookup table of node " + key + " with codes of " + std::to_string(w.range.bits) +
+                                   " bits (2 to 4 expected)");
         w.lut = tensor(prefix + "lut");
         if (w.lut.scalar_type() != at::kChar || w.lut.dim() != 1 || w.lut.numel() != (int64_t{1} << w.range.bits))
           throw std::runtime_error("lookup table of node " + key + " is not " + std::to_string(1 << w.range.bits) + " int8 values");

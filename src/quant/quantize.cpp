@@ -452,8 +452,8 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
       row.candidate_activation_bits = o.candidate_activation_bits;
       row.activation_counted = counted.insert(source).second;
       for (int bits : o.candidate_activation_bits) row.activation_sensitivity.push_back(point_sensitivity[source][bits]);
-    } else {  // the input's readers count 8 bits when activations are mixed (what they read), else --abits as before
-      row.candidate_activation_bits = {mixed_activations && source == 0 ? 8 : o.activation_bits};
+    } else {  // the network input is 8 bits (what its readers read); other points keep --abits
+      row.candidate_activation_bits = {source == 0 ? 8 : o.activation_bits};
       row.activation_sensitivity = {0.0};
     }
     parameters += static_cast<double>(n.param("weight").numel());
@@ -640,6 +640,13 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     observer.ranges.push_back(range);
     observer.scales.push_back(model.activations[id].scale);
     report.points.push_back(PointReport{folded.node(id).name, id, range.describe(), model.activations[id].scale, clip, 0.0});
+  }
+  for (LayerReport& layer : report.layers) {
+    const int source = points.scale_source[static_cast<size_t>(folded.node(layer.node).inputs[0])];
+    const auto it = model.activations.find(source);
+    if (it == model.activations.end()) continue;
+    layer.input_point = folded.node(source).name;
+    layer.input_bits = it->second.range.bits;
   }
   // Step 5b: reconstruction.
   if (reconstruct) {

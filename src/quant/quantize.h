@@ -104,6 +104,8 @@ struct LayerReport {
   int node = 0;
   int bits = 0;
   int64_t parameters = 0;
+  std::string input_point;         // the quantization point whose integers the layer reads
+  int input_bits = 0;              // and its bits (8 for the network input)
   double clip_ratio = 1.0;         // mean clip / max|W| over channels
   double normalized_error = 0.0;   // |W - W_q|^2 / |W|^2 with one tensor
   double weight_sqnr_db = 0.0;     // of the final representation (with residual if any)

@@ -173,10 +173,13 @@ std::string markdown(const json& card) {
      << format("%.2f", res["drop_top5"].get<double>()) << " | |\n\n## Choices\n\n| | |\n|---|---|\n";
   for (const json& c : card["choices"])
     md << "| " << c["name"].get<std::string>() << " | " << c["value"].get<std::string>() << " |\n";
-  md << "\n## Bits per layer\n\n| layer | weight bits | residual tensor |\n|---|---|---|\n";
+  md << "\n## Bits per layer\n\n| layer | weight bits | input bits (point read) | residual tensor |\n|---|---|---|---|\n";
   for (const json& l : card["layers"])
     md << "| " << l["name"].get<std::string>() << " | " << l["weight_bits"].get<int>() << " | "
-       << (l["residual"].get<bool>() ? "yes" : "no") << " |\n";
+       << (l.contains("activation_bits") ? std::to_string(l["activation_bits"].get<int>()) + " (" +
+                                               l["input_point"].get<std::string>() + ")"
+                                         : std::string("?"))
+       << " | " << (l["residual"].get<bool>() ? "yes" : "no") << " |\n";
   md << "\n| activation | range |\n|---|---|\n";
   for (const json& a : card["activations"])
     md << "| " << a["name"].get<std::string>() << " | " << a["range"].get<std::string>() << " |\n";
@@ -218,8 +221,11 @@ void write_quantization_card(const std::string& run_dir, const RunRecord& r) {
     list.push_back({{"name", name}, {"value", value}});
   card["choices"] = list;
   json layers = json::array(), activations = json::array();
-  for (const json& l : q.value("layers", json::array()))
-    layers.push_back({{"name", l.value("name", "?")}, {"weight_bits", l.value("bits", 0)}, {"residual", l.value("residual", false)}});
+  for (const json& l : q.value("layers", json::array())) {
+    json layer = {{"name", l.value("name", "?")}, {"weight_bits", l.value("bits", 0)}, {"residual", l.value("residual", false)}};
+    if (l.value("input_bits", 0) > 0) layer["activation_bits"] = l["input_bits"], layer["input_point"] = l["input_point"];
+    layers.push_back(layer);
+  }
   for (const json& p : q.value("points", json::array()))
     activations.push_back({{"name", p.value("name", "?")}, {"range", p.value("range", "?")}});
   card["layers"] = layers;

@@ -281,8 +281,8 @@ void layers_section(Page& page, const Inputs& in) {
     if (r.weight_bits) bits.push_back({r.name, *r.weight_bits, r.activation_bits.value_or(NAN)});
   if (bits.empty()) note(page, "Neither card.json nor quantize.json lists per-layer bit widths.");
   else plot(page, layer_bits_script(bits), "Bit width per layer",
-            "Activation bits are those of the layer's output quantization point; a layer read only by a residual add "
-            "has none (the add rounds its accumulator).");
+            "Activation bits are those of the quantized activation the layer reads (its input; 8 bits for the "
+            "network input), the factor of its bit-operations.");
 
   page.body += "<h3>Weight SQNR per layer</h3>\n";
   std::vector<LayerBar> sqnr;
