@@ -5,7 +5,8 @@
 # AdaRound, then FP32 and integer-engine evaluation of the 10,000 CIFAR-10 test
 # images, card and report), timed as a whole. Keeps the small files of the run
 # (card, JSON, report) in results/runs/cifar10-resnet20-w4a4/ with a screenshot
-# of the report; the synthetic set and the artifact stay in OUT_DIR.
+# of the report (report.html itself, 1.4 MB with its inline images, is not
+# committed); the synthetic set and the artifact stay in OUT_DIR.
 # usage: bash results/runs/resnet20-w4a4.sh [OUT_DIR (default build/runs)]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
