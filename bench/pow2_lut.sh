@@ -9,7 +9,8 @@
 #   pow2+lut   --pow2-scales --weight-lut
 #   lut        --weight-lut
 # Writes results/pow2_lut/*.json and results/pow2_lut.md.
-# usage: bench/pow2_lut.sh   (env MODELS="20 56", CONFIGS="4 4,4 8", VARIANTS="uniform pow2 pow2+lut lut")
+# usage: bench/pow2_lut.sh   (env MODELS="20 56", CONFIGS="4 4,4 8", VARIANTS="uniform pow2 pow2+lut lut";
+#        runs whose JSON exists are kept, FORCE=1 re-runs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=../shared
@@ -39,6 +40,7 @@ for depth in $models; do
         *) echo "bench: unknown variant $variant" >&2; exit 1 ;;
       esac
       name="$m-w${w}a${a}-$variant"
+      [ "${FORCE:-0}" != 1 ] && [ -f "$out/$name.json" ] && continue
       start=$(date +%s.%N)
       build/dfq quantize --model "$shared/weights/$m.pt" --preset cifar --wbits "$w" --abits "$a" ${opts[@]+"${opts[@]}"} \
         --calib "$synth" --calib-count 256 --out "build/pow2_lut/$name.dfq" --json "$out/$name-quantize.json" --quiet >/dev/null
