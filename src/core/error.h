@@ -19,4 +19,8 @@ class Error : public std::runtime_error {
 [[noreturn]] void fail(const std::string& subject, const std::string& expected,
                        const std::string& found);
 
+// `text` with control characters replaced by '?': input quoted in a message
+// (names and keys from a file, a library's error text) keeps it one line.
+std::string one_line(std::string text);
+
 }  // namespace dfq

@@ -255,9 +255,13 @@ void decode_image(const std::string& path, const Preprocess& pre, int height, in
   check_complete(path, scratch.bytes);
   // A fresh Mat each time: on a header failure imdecode leaves its destination
   // untouched, so a reused one could pass off the previous image as this one.
-  const cv::Mat decoded =
-      cv::imdecode(cv::Mat(1, static_cast<int>(scratch.bytes.size()), CV_8UC1, scratch.bytes.data()),
-                   cv::IMREAD_UNCHANGED);
+  cv::Mat decoded;
+  try {
+    decoded = cv::imdecode(cv::Mat(1, static_cast<int>(scratch.bytes.size()), CV_8UC1, scratch.bytes.data()),
+                           cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {  // e.g. a header declaring more pixels than OpenCV decodes (2^30)
+    fail(image_subject(path), kDecodable, "data OpenCV refuses (" + one_line(e.err) + ")");
+  }
   if (decoded.empty()) fail(image_subject(path), kDecodable, "unreadable or corrupt data");
   if (decoded.depth() != CV_8U)
     fail(image_subject(path), "an 8-bit image", std::to_string(decoded.elemSize1() * 8) + "-bit samples");

@@ -80,13 +80,6 @@ std::vector<T> integers(const nlohmann::json& j) {
   return out;
 }
 
-// Messages quote names and keys from the file, which may hold control characters.
-std::string one_line(std::string text) {
-  for (char& c : text)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  return text;
-}
-
 // A node id used as a JSON key: canonical decimal, below `nodes`.
 int node_id(const std::string& key, size_t nodes) {
   const bool decimal = !key.empty() && key.size() <= 9 && key.find_first_not_of("0123456789") == std::string::npos &&

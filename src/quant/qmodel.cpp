@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/error.h"
 
@@ -202,7 +203,10 @@ void validate(const QuantizedModel& model) {
     if (a.range.is_signed == points.is_unsigned[p])
       fail(subject, points.is_unsigned[p] ? "unsigned (the value is >= 0)" : "signed", a.range.is_signed ? "signed" : "unsigned");
     if (n.id == 0 && a.range.bits != 8) fail(subject, "8 bits at the input", std::to_string(a.range.bits));
-    if (!std::isfinite(a.scale) || !(a.scale > 0)) fail(subject + " scale", "a finite number > 0", std::to_string(a.scale));
+    // The simulated engine computes in float: the scale must stay finite and non-zero there too.
+    if (!std::isfinite(a.scale) || !(a.scale >= std::numeric_limits<float>::min()) ||
+        !(a.scale <= std::numeric_limits<float>::max()))
+      fail(subject + " scale", "a finite number > 0 within float's normal range", c10::str(a.scale));
   }
   // The engines put each bias on its layer's accumulator grid, round(bias / unit)
   // with unit = input scale * weight scale (* 2^-shift), and add it in int64:
