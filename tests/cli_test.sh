@@ -251,6 +251,13 @@ expect "dfq run routes an invalid quantize option to its check" 1 "--wbits.*2 to
 mkdir -p "$tmp/foreign" && echo keep >"$tmp/foreign/notes.txt"
 expect "dfq run refuses a non-empty folder it did not write" 1 "did not write" -- "${r[@]}" --out "$tmp/foreign"
 [ -f "$tmp/foreign/notes.txt" ] && ok "the foreign folder is untouched" || bad "the foreign folder is untouched"
+# Mixed precision through dfq run (the synthetic set comes from the cache): the card says so.
+expect "dfq run with a size budget quantizes mixed precision" 0 "wrote .*card.md" -- \
+  "${r0[@]}" --iters 20 --abits 4 --size-budget 4 --candidate-bits 2,4,8 --out "$tmp/run-mixed"
+grep -q "W mixed A4" "$tmp/run-mixed/card.md" && ok "the card of a mixed-precision run says W mixed" ||
+  bad "the card of a mixed-precision run says W mixed"
+grep -q "input bits (point read)" "$tmp/run-mixed/card.md" && ok "the card lists each layer's input bits" ||
+  bad "the card lists each layer's input bits"
 
 check_reference() {
   local name="$1" file="$2" want="$3"
