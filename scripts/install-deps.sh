@@ -7,6 +7,7 @@ packages=(
   libtorch-dev libopencv-dev libeigen3-dev libboost-program-options-dev
   googletest libgtest-dev nlohmann-json3-dev zlib1g-dev
   libdnnl-dev  # oneDNN 2.6: the integer engine's int8 convolutions (VNNI)
+  ocl-icd-opencl-dev  # only Recommended by libdnnl-dev, but its CMake config requires OpenCL
   libssl-dev   # OpenSSL: SHA-256 content addresses of the dfq run cache and the card
   libglpk-dev  # GLPK 5.0: the exact integer linear program of mixed-precision bit allocation
   libopenblas0-openmp  # replaces the reference BLAS libtorch links (alternatives): matmul ~20x faster
