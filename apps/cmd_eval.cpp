@@ -174,6 +174,10 @@ int run_eval(int argc, char** argv) {
   std::printf("images    %lld (%zu unreadable skipped, %zu non-image files skipped)\n",
               static_cast<long long>(result.images), static_cast<size_t>(result.skipped), folder.skipped.size());
   std::printf("seconds   %.3f\nimages/s  %.1f\n", result.seconds, result.images_per_second());
+  // After the run: the fast kernels add oneDNN's reordered int8 weights at the first batch.
+  if (integer)
+    std::printf("weights   %lld bytes held by the integer kernels (<= 4-bit weights packed two per byte)\n",
+                static_cast<long long>(integer->weight_bytes()));
   if (!cmd.json.empty()) {
     nlohmann::json j = to_json(result);
     j["model"] = quantized ? cmd.qmodel : cmd.model;
@@ -184,6 +188,7 @@ int run_eval(int argc, char** argv) {
       for (const AccumulatorReport& r : integer->accumulators())
         acc.push_back({{"name", r.name}, {"worst_case", r.worst_case}, {"bits", r.bits}, {"overflows_int16", r.overflows_int16}});
       j["accumulators"] = acc;
+      j["kernel_weight_bytes"] = integer->weight_bytes();
     }
     j["predecoded"] = cmd.predecode;
     j["data"] = cmd.data;

@@ -236,3 +236,86 @@ TEST(IntKernels, RefusesBadWeightsGeometryAndInputs) {
   EXPECT_EQ(error_of([&] { linear.accumulate(at::zeros({2, 5}, at::kByte)); }),
             "IntLinear input: expected 4 features (weight 3x4), found 5 features");
 }
+
+TEST(IntKernels, PackedFourBitWeightsGiveTheSameAccumulatorsInHalfTheMemory) {
+  ThreadCount restore;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(15);
+  for (const ConvCase& c : conv_cases()) {
+    for (bool is_signed : {false, true}) {
+      SCOPED_TRACE(c.name + (is_signed ? ", int8 input" : ", uint8 input"));
+      // [-8, 7]: the full two's-complement nibble range; an odd weight count leaves a half byte.
+      const at::Tensor w = random_int({c.O, c.C / c.g.groups, c.KH, c.KW}, -8, 7, at::kChar, gen);
+      const at::Tensor x = random_int({c.N, c.C, c.H, c.W}, is_signed ? -127 : 0, is_signed ? 127 : 255,
+                                      is_signed ? at::kChar : at::kByte, gen)
+                               .contiguous(at::MemoryFormat::ChannelsLast);
+      const at::Tensor expected = double_conv(x, w, c.g);
+      for (IntKernel kernel : {IntKernel::kReference, IntKernel::kFast}) {
+        const IntConv2d packed(w, c.g, kernel, WeightStorage::kPacked4);
+        const IntConv2d unpacked(w, c.g, kernel, WeightStorage::kInt8);
+        for (int threads : {1, 2}) {
+          at::set_num_threads(threads);
+          const at::Tensor y = packed.accumulate(x);
+          ASSERT_TRUE(at::equal(y.to(at::kDouble), expected)) << threads << " threads";
+          ASSERT_TRUE(at::equal(y, unpacked.accumulate(x))) << threads << " threads";
+        }
+        // After the calls (oneDNN's reordered copy exists for unpacked weights by now).
+        EXPECT_EQ(packed.weight_bytes(), (w.numel() + 1) / 2);
+        EXPECT_GE(unpacked.weight_bytes(), w.numel());
+      }
+    }
+  }
+  const at::Tensor lw = random_int({10, 65}, -8, 7, at::kChar, gen);
+  const at::Tensor lx = random_int({3, 65}, 0, 255, at::kByte, gen);
+  for (IntKernel kernel : {IntKernel::kReference, IntKernel::kFast}) {
+    const IntLinear packed(lw, kernel, WeightStorage::kPacked4);
+    EXPECT_TRUE(at::equal(packed.accumulate(lx).to(at::kDouble), at::linear(lx.to(at::kDouble), lw.to(at::kDouble))));
+    EXPECT_EQ(packed.weight_bytes(), 325);
+  }
+  EXPECT_EQ(error_of([&] { IntConv2d(at::full({2, 2, 1, 1}, 8, at::kChar), IntConvGeometry{}, IntKernel::kFast,
+                                     WeightStorage::kPacked4); }),
+            "IntConv2d weight (packed 4-bit storage): expected values in [-8, 7], found [8, 8]");
+}
+
+// The integer engine calls one prepared kernel from several threads at once
+// (its batch slices): every concurrent call gives the accumulators of a serial one.
+TEST(IntKernels, ConcurrentCallsGiveTheSerialAccumulators) {
+  ThreadCount restore;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(16);
+  std::vector<ConvCase> cases = conv_cases();
+  cases.push_back({"1 input channel, batch 4", 4, 1, 28, 28, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}});
+  for (const ConvCase& c : cases)
+    for (bool is_signed : {false, true})
+      for (WeightStorage storage : {WeightStorage::kInt8, WeightStorage::kPacked4}) {
+        SCOPED_TRACE(c.name + (storage == WeightStorage::kPacked4 ? ", packed" : ", int8") + (is_signed ? ", int8 input" : ", uint8 input"));
+        const at::Tensor w = random_int({c.O, c.C / c.g.groups, c.KH, c.KW}, -8, 7, at::kChar, gen);
+        std::vector<at::Tensor> inputs, serial(8), concurrent(8);
+        for (int k = 0; k < 8; ++k)
+          inputs.push_back(random_int({c.N, c.C, c.H, c.W}, is_signed ? -127 : 0, is_signed ? 127 : 255,
+                                      is_signed ? at::kChar : at::kByte, gen)
+                               .contiguous(at::MemoryFormat::ChannelsLast));
+        // First calls inside the parallel region (the primitives are made there), then serial ones.
+        const IntConv2d conv(w, c.g, IntKernel::kFast, storage);
+        at::set_num_threads(2);
+        at::parallel_for(0, 8, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t k = begin; k < end; ++k) concurrent[k] = conv.accumulate(inputs[k]);
+        });
+        at::set_num_threads(1);
+        for (int k = 0; k < 8; ++k) serial[k] = conv.accumulate(inputs[k]);
+        for (int k = 0; k < 8; ++k) {
+          ASSERT_TRUE(at::equal(serial[k].to(at::kDouble), double_conv(inputs[k], w, c.g))) << "serial call " << k;
+          ASSERT_TRUE(at::equal(serial[k], concurrent[k])) << "call " << k;
+        }
+      }
+  for (WeightStorage storage : {WeightStorage::kInt8, WeightStorage::kPacked4}) {
+    const IntLinear linear(random_int({10, 192}, -8, 7, at::kChar, gen), IntKernel::kFast, storage);
+    std::vector<at::Tensor> inputs, serial(8), concurrent(8);
+    for (int k = 0; k < 8; ++k) inputs.push_back(random_int({4, 192}, 0, 255, at::kByte, gen));
+    at::set_num_threads(1);
+    for (int k = 0; k < 8; ++k) serial[k] = linear.accumulate(inputs[k]);
+    at::set_num_threads(2);
+    at::parallel_for(0, 8, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) concurrent[k] = linear.accumulate(inputs[k]);
+    });
+    for (int k = 0; k < 8; ++k) ASSERT_TRUE(at::equal(serial[k], concurrent[k])) << "linear call " << k;
+  }
+}

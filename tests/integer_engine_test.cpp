@@ -4,6 +4,7 @@
 // ../shared is present) ResNet-20, ResNet-56 and the random MobileNetV2.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -196,6 +197,52 @@ TEST(IntegerEngine, EmbeddedModelAtW8A8W4A4AndResidual) {
     const at::Tensor s = SimulatedModel(q).forward(calib).argmax(1);
     EXPECT_GE(i.eq(s).sum().item<int64_t>(), 31);
   }
+}
+
+// <= 4-bit weights stay packed two per byte in the engine's memory (residual
+// tensors too), 8-bit ones take a byte (plus oneDNN's reordered copy in the
+// fast kernels), and the engine keeps no float weights.
+TEST(IntegerEngine, FourBitWeightsStayPackedInMemory) {
+  const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor calib = random_batch({16, 1, 28, 28}, 4);
+  for (auto [w, residual] : {std::pair{8, 0}, std::pair{4, 0}, std::pair{4, 100}, std::pair{3, 0}}) {
+    SCOPED_TRACE("W" + std::to_string(w) + " residual " + std::to_string(residual));
+    const QuantizedModel q = quantize(g, calib, w, 8, residual);
+    int64_t expected = 0;
+    for (const auto& [id, wq] : q.weights)
+      for (const at::Tensor& t : {wq.q, wq.residual})
+        if (t.defined()) expected += w <= 4 ? (t.numel() + 1) / 2 : t.numel();
+    const IntegerEngine reference(q, IntKernel::kReference), fast(q, IntKernel::kFast);
+    const at::Tensor r = reference.forward(calib.slice(0, 0, 4));
+    EXPECT_TRUE(at::equal(r, fast.forward(calib.slice(0, 0, 4))));
+    EXPECT_EQ(reference.weight_bytes(), expected);
+    if (w <= 4) EXPECT_EQ(fast.weight_bytes(), expected);
+    else EXPECT_GE(fast.weight_bytes(), expected);
+  }
+}
+
+// forward() cuts a batch into slices run on separate threads; the logits are
+// those of one pass over the whole batch (images are independent in integers),
+// for both kernels and a batch that leaves a partial slice.
+TEST(IntegerEngine, SlicedBatchEqualsOnePass) {
+  const int saved = at::get_num_threads();
+  at::set_num_threads(2);
+  const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor calib = random_batch({16, 1, 28, 28}, 4);
+  const at::Tensor x = random_batch({2 * IntegerEngine::kImagesPerSlice + 3, 1, 28, 28}, 5);
+  for (int w : {8, 4}) {
+    const QuantizedModel q = quantize(g, calib, w, w);
+    for (IntKernel kernel : {IntKernel::kReference, IntKernel::kFast}) {
+      const IntegerEngine engine(q, kernel);
+      std::vector<at::Tensor> values, acc;
+      const at::Tensor one_pass = engine.forward(x, &values, &acc);  // traced: never sliced
+      EXPECT_TRUE(at::equal(engine.forward(x), one_pass)) << "W" << w << (kernel == IntKernel::kFast ? " fast" : " reference");
+      EXPECT_TRUE(at::equal(engine.forward(x.slice(0, 0, 1)), one_pass.slice(0, 0, 1))) << "W" << w;
+      // Slices of slices: a batch of 8 at 2 threads runs as two slices of 4.
+      EXPECT_TRUE(at::equal(engine.forward(x.slice(0, 0, 8)), one_pass.slice(0, 0, 8))) << "W" << w;
+    }
+  }
+  at::set_num_threads(saved);
 }
 
 // The last convolution of a residual branch is no quantization point: the add

@@ -17,6 +17,10 @@
 //    its input channels into chunks within it, run chunk by chunk and added in
 //    int32; a layer whose single input channel exceeds it (kernels over 518
 //    taps) runs the portable loop.
+// Weights of <= 4 bits may be kept packed (WeightStorage::kPacked4): then the
+// only resident copy is the nibbles, and each call unpacks them (and, for
+// oneDNN, reorders them into the primitive's blocked layout) into temporaries
+// freed when it returns; the products are the same, so the accumulators are.
 // Without VNNI, kFast is the portable loop: an nhwc patch per output pixel
 // times int16 weight rows (pmaddwd dot products, four rows at a time), threaded
 // by at::parallel_for. This file is compiled with -fopenmp: LibTorch's
@@ -40,6 +44,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "quant/packing.h"
 
 namespace dfq {
 namespace {
@@ -194,7 +199,18 @@ const dnnl::engine& cpu_engine() {
 // call of its own: it sizes its parallel regions by omp_get_max_threads() of
 // the calling thread. With that backend at::get_num_threads() returns the same
 // value, so this is a no-op; it keeps the two equal should the backend change.
+// Inside a parallel region (the integer engine's batch slices) oneDNN runs its
+// primitives on the calling thread alone, and so plans for one thread.
+int onednn_threads() { return omp_in_parallel() || at::in_parallel_region() ? 1 : at::get_num_threads(); }
+// Inside a parallel region omp_get_max_threads() still answers the team's
+// size, so oneDNN would plan a primitive made there (a reorder seen to fill
+// only part of its output) for threads it will not get: the calling task's
+// count is set to one (an ICV of that task alone, not the team's).
 void match_onednn_threads() {
+  if (omp_in_parallel()) {
+    if (omp_get_max_threads() != 1) omp_set_num_threads(1);
+    return;
+  }
   const int threads = at::get_num_threads();
   if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
 }
@@ -215,58 +231,91 @@ namespace detail {
 // convolution of an [N, I, 1, 1] input; only its oneDNN primitive differs).
 class IntKernelImpl {
  public:
-  // weight: int8 [O, Cg, KH, KW] with values in [-127, 127], geometry checked.
-  IntKernelImpl(const at::Tensor& weight, IntConvGeometry geometry, IntKernel kernel, bool linear)
-      : weight_(weight.contiguous()), geometry_(geometry), linear_(linear) {
-    if (kernel == IntKernel::kReference) return;
-    rows_ = weight_.permute({0, 2, 3, 1}).contiguous().to(at::kShort);
-    if (!fast_int_kernels_available()) return;
-    const auto chunks = float_exact_chunks(weight_);
-    for (const auto& [begin, end] : chunks)
-      chunks_.push_back(Chunk{begin, end, weight_.narrow(1, begin, end - begin).contiguous(), {}});
+  // weight: int8 [O, Cg, KH, KW] with values in [-127, 127] ([-8, 7] when
+  // packed), geometry checked.
+  IntKernelImpl(const at::Tensor& weight, IntConvGeometry geometry, IntKernel kernel, bool linear, WeightStorage storage)
+      : shape_(weight.sizes().vec()),
+        geometry_(geometry),
+        linear_(linear),
+        fast_(kernel == IntKernel::kFast),
+        packed_(storage == WeightStorage::kPacked4) {
+    const at::Tensor w = weight.contiguous();
+    stored_ = packed_ ? pack_int4(w) : w;
+    if (fast_ && fast_int_kernels_available())
+      for (const auto& [begin, end] : float_exact_chunks(w)) chunks_.push_back(Chunk{begin, end, {}});
   }
 
-  int64_t out_channels() const { return weight_.size(0); }
-  int64_t in_channels() const { return weight_.size(1) * geometry_.groups; }
-  const at::Tensor& weight() const { return weight_; }
+  int64_t out_channels() const { return shape_[0]; }
+  int64_t in_channels() const { return shape_[1] * geometry_.groups; }
+  const std::vector<int64_t>& shape() const { return shape_; }
   const IntConvGeometry& geometry() const { return geometry_; }
+
+  int64_t weight_bytes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    int64_t bytes = stored_.nbytes() + (rows_.defined() ? rows_.nbytes() : 0);
+    for (const Chunk& chunk : chunks_)
+      for (const auto& [desc, memory] : chunk.reordered) bytes += static_cast<int64_t>(desc.get_size());
+    return bytes;
+  }
 
   // x: uint8/int8 [N, C, H, W] channels-last (checked by the caller, N >= 1);
   // y: int32 [N, O, Ho, Wo] channels-last, written.
   void run(const at::Tensor& x, const Dims& d, const at::Tensor& y) const {
     const bool is_signed = x.scalar_type() == at::kChar;
     int32_t* out = y.data_ptr<int32_t>();
-    if (!rows_.defined()) {
-      if (is_signed) reference_conv(x.data_ptr<int8_t>(), weight_.data_ptr<int8_t>(), out, d, geometry_);
-      else reference_conv(x.data_ptr<uint8_t>(), weight_.data_ptr<int8_t>(), out, d, geometry_);
+    if (!fast_) {
+      const at::Tensor w = weights();
+      if (is_signed) reference_conv(x.data_ptr<int8_t>(), w.data_ptr<int8_t>(), out, d, geometry_);
+      else reference_conv(x.data_ptr<uint8_t>(), w.data_ptr<int8_t>(), out, d, geometry_);
       return;
     }
     if (!chunks_.empty()) {
       if (const auto plan = plan_for(is_signed, d)) return run_onednn(*plan, x, d, y);
     }
-    if (is_signed) portable_conv(x.data_ptr<int8_t>(), rows_.data_ptr<int16_t>(), out, d, geometry_);
-    else portable_conv(x.data_ptr<uint8_t>(), rows_.data_ptr<int16_t>(), out, d, geometry_);
+    const at::Tensor rows = portable_rows();
+    if (is_signed) portable_conv(x.data_ptr<int8_t>(), rows.data_ptr<int16_t>(), out, d, geometry_);
+    else portable_conv(x.data_ptr<uint8_t>(), rows.data_ptr<int16_t>(), out, d, geometry_);
   }
 
  private:
   struct Chunk {
     int64_t begin, end;  // within-group input channels
-    at::Tensor weight;   // int8 [O, end - begin, KH, KW], contiguous
-    // The chunk's weights in each layout a primitive asked for (guarded by mutex_).
+    // Unpacked weights only: the chunk's weights in each layout a primitive
+    // asked for (guarded by mutex_).
     std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> reordered;
   };
   struct Step {  // one chunk's primitive
     dnnl::primitive primitive;
     dnnl::memory::desc src, dst, scratchpad;
-    dnnl::memory weights;
+    dnnl::memory weights;           // unpacked weights: reordered once
+    dnnl::memory::desc user;        // packed weights: the chunk's plain int8 layout,
+    dnnl::primitive reorder;        //   reordered into weights_layout at every call
+    dnnl::memory::desc weights_layout, reorder_scratchpad;
   };
   using Plan = std::vector<Step>;
   using PlanKey = std::tuple<bool, int64_t, int64_t, int64_t, int>;  // signed, N, H, W, threads
 
+  // The weights as int8 [O, Cg, KH, KW]: the stored tensor, or a fresh unpacked copy.
+  at::Tensor weights() const { return packed_ ? unpack_int4(stored_, shape_) : stored_; }
+  // One chunk's input channels of weights(), contiguous.
+  at::Tensor chunk_weights(const at::Tensor& w, const Chunk& chunk) const {
+    return chunk.begin == 0 && chunk.end == shape_[1] ? w : w.narrow(1, chunk.begin, chunk.end - chunk.begin).contiguous();
+  }
+
+  // The portable loop's int16 [O, KH, KW, Cg] rows: made once and kept for
+  // unpacked weights, made per call for packed ones.
+  at::Tensor portable_rows() const {
+    auto make = [&] { return weights().permute({0, 2, 3, 1}).contiguous().to(at::kShort); };
+    if (packed_) return make();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!rows_.defined()) rows_ = make();
+    return rows_;
+  }
+
   // The primitives for this input dtype, shape and thread count (oneDNN picks
   // blockings by thread count); nullptr when oneDNN declines the problem.
   std::shared_ptr<const Plan> plan_for(bool is_signed, const Dims& d) const {
-    const PlanKey key{is_signed, d.N, d.H, d.W, at::get_num_threads()};
+    const PlanKey key{is_signed, d.N, d.H, d.W, onednn_threads()};
     std::lock_guard<std::mutex> lock(mutex_);
     if (const auto it = plans_.find(key); it != plans_.end()) return it->second;
     std::shared_ptr<Plan> plan;
@@ -288,36 +337,54 @@ class IntKernelImpl {
     const int64_t width = chunk.end - chunk.begin;
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // thread-safe: a scratchpad per call
+    Step step;
+    memory::desc user;
     if (linear_) {
-      const memory::desc src({d.N, width}, src_type, tag::nc);
-      const memory::desc dst({d.N, d.O}, memory::data_type::s32, tag::nc);
+      step.src = memory::desc({d.N, width}, src_type, tag::nc);
+      step.dst = memory::desc({d.N, d.O}, memory::data_type::s32, tag::nc);
       const memory::desc weights({d.O, width}, memory::data_type::s8, tag::any);
-      const dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_inference, src, weights, dst);
+      const dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_inference, step.src, weights, step.dst);
       const dnnl::inner_product_forward::primitive_desc pd(desc, attr, cpu_engine());
-      const memory::desc user({d.O, width}, memory::data_type::s8, tag::oi);
-      return Step{dnnl::inner_product_forward(pd), src, dst, pd.scratchpad_desc(),
-                  weights_in(chunk, user, pd.weights_desc())};
+      user = memory::desc({d.O, width}, memory::data_type::s8, tag::oi);
+      step.primitive = dnnl::inner_product_forward(pd);
+      step.scratchpad = pd.scratchpad_desc();
+      step.weights_layout = pd.weights_desc();
+    } else {
+      const IntConvGeometry& g = geometry_;
+      step.src = memory::desc({d.N, d.G * width, d.H, d.W}, src_type, tag::nhwc);
+      step.dst = memory::desc({d.N, d.O, d.Ho, d.Wo}, memory::data_type::s32, tag::nhwc);
+      const bool grouped = d.G > 1;
+      const memory::dims weight_dims =
+          grouped ? memory::dims{d.G, d.Og(), width, d.KH, d.KW} : memory::dims{d.O, width, d.KH, d.KW};
+      const dnnl::convolution_forward::desc desc(
+          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, step.src,
+          memory::desc(weight_dims, memory::data_type::s8, tag::any), step.dst, {g.stride_h, g.stride_w},
+          {g.dilation_h - 1, g.dilation_w - 1}, {g.pad_h, g.pad_w}, {g.pad_h, g.pad_w});  // oneDNN counts dilation from 0
+      const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
+      user = memory::desc(weight_dims, memory::data_type::s8, grouped ? tag::goihw : tag::oihw);
+      step.primitive = dnnl::convolution_forward(pd);
+      step.scratchpad = pd.scratchpad_desc();
+      step.weights_layout = pd.weights_desc();
     }
-    const IntConvGeometry& g = geometry_;
-    const memory::desc src({d.N, d.G * width, d.H, d.W}, src_type, tag::nhwc);
-    const memory::desc dst({d.N, d.O, d.Ho, d.Wo}, memory::data_type::s32, tag::nhwc);
-    const bool grouped = d.G > 1;
-    const memory::dims weight_dims =
-        grouped ? memory::dims{d.G, d.Og(), width, d.KH, d.KW} : memory::dims{d.O, width, d.KH, d.KW};
-    const dnnl::convolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-        memory::desc(weight_dims, memory::data_type::s8, tag::any), dst, {g.stride_h, g.stride_w},
-        {g.dilation_h - 1, g.dilation_w - 1}, {g.pad_h, g.pad_w}, {g.pad_h, g.pad_w});  // oneDNN counts dilation from 0
-    const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
-    const memory::desc user(weight_dims, memory::data_type::s8, grouped ? tag::goihw : tag::oihw);
-    return Step{dnnl::convolution_forward(pd), src, dst, pd.scratchpad_desc(), weights_in(chunk, user, pd.weights_desc())};
+    if (packed_) {
+      step.user = user;
+      // A user scratchpad: concurrent calls (and layers of one shape, which share
+      // oneDNN's cached primitive) must not share the library's.
+      const dnnl::reorder::primitive_desc reorder_pd(cpu_engine(), user, cpu_engine(), step.weights_layout, attr);
+      step.reorder = dnnl::reorder(reorder_pd);
+      step.reorder_scratchpad = reorder_pd.scratchpad_desc();
+    } else {
+      step.weights = weights_in(chunk, user, step.weights_layout);
+    }
+    return step;
   }
 
   // The chunk's weights in `layout`, reordered on first request (mutex_ held).
-  static dnnl::memory weights_in(Chunk& chunk, const dnnl::memory::desc& user, const dnnl::memory::desc& layout) {
+  dnnl::memory weights_in(Chunk& chunk, const dnnl::memory::desc& user, const dnnl::memory::desc& layout) const {
     for (const auto& [desc, memory] : chunk.reordered)
       if (desc == layout) return memory;
-    dnnl::memory from(user, cpu_engine(), chunk.weight.data_ptr());
+    const at::Tensor w = chunk_weights(stored_, chunk);
+    dnnl::memory from(user, cpu_engine(), w.data_ptr());
     dnnl::memory to(layout, cpu_engine());
     dnnl::stream stream(cpu_engine());
     dnnl::reorder(from, to).execute(stream, from, to);
@@ -329,6 +396,7 @@ class IntKernelImpl {
   void run_onednn(const Plan& plan, const at::Tensor& x, const Dims& d, const at::Tensor& y) const {
     match_onednn_threads();
     dnnl::stream stream(cpu_engine());  // CPU streams are cheap; one per call keeps calls independent
+    const at::Tensor unpacked = packed_ ? weights() : at::Tensor();
     at::Tensor partial;                 // a later chunk's accumulators, added to y
     for (size_t j = 0; j < plan.size(); ++j) {
       const Step& step = plan[j];
@@ -340,9 +408,22 @@ class IntKernelImpl {
                                                     .contiguous();
       if (j > 0 && !partial.defined()) partial = at::empty_like(y);
       const at::Tensor& dst = j == 0 ? y : partial;
+      // Packed weights: this call's blocked copy, released when the call returns.
+      dnnl::memory weights = step.weights;
+      at::Tensor blocked;
+      if (packed_) {
+        const at::Tensor plain = chunk_weights(unpacked, chunks_[j]);
+        blocked = at::empty({static_cast<int64_t>(step.weights_layout.get_size())}, at::kByte);
+        dnnl::memory from(step.user, cpu_engine(), plain.data_ptr());
+        weights = dnnl::memory(step.weights_layout, cpu_engine(), blocked.data_ptr());
+        const at::Tensor reorder_scratch =
+            at::empty({static_cast<int64_t>(std::max<size_t>(step.reorder_scratchpad.get_size(), 1))}, at::kByte);
+        step.reorder.execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, weights},
+                                      {DNNL_ARG_SCRATCHPAD, dnnl::memory(step.reorder_scratchpad, cpu_engine(), reorder_scratch.data_ptr())}});
+      }
       const at::Tensor scratch = at::empty({static_cast<int64_t>(std::max<size_t>(step.scratchpad.get_size(), 1))}, at::kByte);
       step.primitive.execute(stream, {{DNNL_ARG_SRC, dnnl::memory(step.src, cpu_engine(), src.data_ptr())},
-                                      {DNNL_ARG_WEIGHTS, step.weights},
+                                      {DNNL_ARG_WEIGHTS, weights},
                                       {DNNL_ARG_DST, dnnl::memory(step.dst, cpu_engine(), dst.data_ptr())},
                                       {DNNL_ARG_SCRATCHPAD, dnnl::memory(step.scratchpad, cpu_engine(), scratch.data_ptr())}});
       stream.wait();
@@ -350,10 +431,11 @@ class IntKernelImpl {
     }
   }
 
-  at::Tensor weight_;  // int8 [O, Cg, KH, KW], contiguous
+  std::vector<int64_t> shape_;  // [O, Cg, KH, KW]
   IntConvGeometry geometry_;
-  bool linear_;
-  at::Tensor rows_;                      // kFast: int16 [O, KH, KW, Cg]; undefined for kReference
+  bool linear_, fast_, packed_;
+  at::Tensor stored_;                    // int8 [O, Cg, KH, KW] contiguous, or its pack_int4 bytes
+  mutable at::Tensor rows_;              // kFast portable loop, unpacked weights: int16 [O, KH, KW, Cg] once used
   mutable std::vector<Chunk> chunks_;    // kFast on oneDNN; empty otherwise (mutex_ guards `reordered`)
   mutable std::mutex mutex_;
   mutable std::map<PlanKey, std::shared_ptr<const Plan>> plans_;
@@ -363,11 +445,17 @@ class IntKernelImpl {
 
 namespace {
 
-// Weight checks shared by both layers: int8 values in [-127, 127], and int32
-// accumulators that cannot overflow for any 8-bit input.
-void check_weight_values(const at::Tensor& weight, const std::string& subject) {
+// Weight checks shared by both layers: int8 values in [-127, 127] ([-8, 7] to
+// be stored packed), and int32 accumulators that cannot overflow for any 8-bit input.
+void check_weight_values(const at::Tensor& weight, const std::string& subject, WeightStorage storage) {
   const int64_t min = weight.min().item<int64_t>();
   if (min < -127) fail(subject, "values in [-127, 127]", "minimum " + std::to_string(min));
+  if (storage == WeightStorage::kPacked4) {
+    const int64_t max = weight.max().item<int64_t>();
+    if (min < -8 || max > 7)
+      fail(subject + " (packed 4-bit storage)", "values in [-8, 7]",
+           "[" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
   const at::Tensor sums = weight.to(at::kLong).abs().flatten(1).sum(1);
   const int64_t worst = sums.max().item<int64_t>();
   if (worst > kInt32Max / kMaxSource)
@@ -377,7 +465,7 @@ void check_weight_values(const at::Tensor& weight, const std::string& subject) {
 
 }  // namespace
 
-IntConv2d::IntConv2d(const at::Tensor& weight, IntConvGeometry geometry, IntKernel kernel) {
+IntConv2d::IntConv2d(const at::Tensor& weight, IntConvGeometry geometry, IntKernel kernel, WeightStorage storage) {
   const std::string subject = "IntConv2d weight";
   if (!weight.defined() || weight.dim() != 4 || weight.scalar_type() != at::kChar || weight.numel() == 0)
     fail(subject, "non-empty int8 [O, I/groups, kH, kW]", describe(weight));
@@ -391,9 +479,11 @@ IntConv2d::IntConv2d(const at::Tensor& weight, IntConvGeometry geometry, IntKern
     fail("IntConv2d geometry", "stride >= 1, padding >= 0, dilation >= 1 and groups >= 1 dividing the output channels",
          found.str());
   }
-  check_weight_values(weight, subject);
-  impl_ = std::make_shared<const detail::IntKernelImpl>(weight, geometry, kernel, false);
+  check_weight_values(weight, subject, storage);
+  impl_ = std::make_shared<const detail::IntKernelImpl>(weight, geometry, kernel, false, storage);
 }
+
+int64_t IntConv2d::weight_bytes() const { return impl_->weight_bytes(); }
 
 at::Tensor IntConv2d::accumulate(const at::Tensor& x) const {
   const std::string subject = "IntConv2d input";
@@ -404,14 +494,14 @@ at::Tensor IntConv2d::accumulate(const at::Tensor& x) const {
     found << "strides " << x.strides() << " for sizes " << x.sizes();
     fail(subject, "channels-last memory format (x.contiguous(at::MemoryFormat::ChannelsLast))", found.str());
   }
-  const at::Tensor& w = impl_->weight();
+  const std::vector<int64_t>& w = impl_->shape();
   const IntConvGeometry& g = impl_->geometry();
   if (x.size(1) != impl_->in_channels()) {
     std::ostringstream expected;
-    expected << impl_->in_channels() << " channels (weight " << w.sizes() << ", groups " << g.groups << ")";
+    expected << impl_->in_channels() << " channels (weight " << at::IntArrayRef(w) << ", groups " << g.groups << ")";
     fail(subject, expected.str(), std::to_string(x.size(1)) + " channels");
   }
-  Dims d{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), g.groups, 0, 0};
+  Dims d{x.size(0), x.size(1), x.size(2), x.size(3), w[0], w[2], w[3], g.groups, 0, 0};
   const int64_t span_h = d.H + 2 * g.pad_h - g.dilation_h * (d.KH - 1) - 1;
   const int64_t span_w = d.W + 2 * g.pad_w - g.dilation_w * (d.KW - 1) - 1;
   if (span_h < 0 || span_w < 0) {
@@ -429,14 +519,16 @@ at::Tensor IntConv2d::accumulate(const at::Tensor& x) const {
   return y;
 }
 
-IntLinear::IntLinear(const at::Tensor& weight, IntKernel kernel) {
+IntLinear::IntLinear(const at::Tensor& weight, IntKernel kernel, WeightStorage storage) {
   const std::string subject = "IntLinear weight";
   if (!weight.defined() || weight.dim() != 2 || weight.scalar_type() != at::kChar || weight.numel() == 0)
     fail(subject, "non-empty int8 [O, I]", describe(weight));
-  check_weight_values(weight, subject);
+  check_weight_values(weight, subject, storage);
   impl_ = std::make_shared<const detail::IntKernelImpl>(weight.reshape({weight.size(0), weight.size(1), 1, 1}),
-                                                        IntConvGeometry{}, kernel, true);
+                                                        IntConvGeometry{}, kernel, true, storage);
 }
+
+int64_t IntLinear::weight_bytes() const { return impl_->weight_bytes(); }
 
 at::Tensor IntLinear::accumulate(const at::Tensor& x) const {
   const std::string subject = "IntLinear input";

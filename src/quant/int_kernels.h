@@ -25,18 +25,30 @@ struct IntConvGeometry {
 
 enum class IntKernel { kReference, kFast };
 
+// How a prepared kernel keeps its weights between calls. kPacked4 (weights of
+// <= 4 bits, values in [-8, 7]) keeps only the packed nibbles of packing.h and
+// unpacks a layer's weights into a temporary for each call (for kFast, also
+// oneDNN's reorder into its blocked layout), so the resident weight memory is
+// half a byte per weight; kInt8 keeps int8 weights (kFast: and oneDNN's
+// reordered copy) and prepares nothing per call.
+enum class WeightStorage { kInt8, kPacked4 };
+
 // A prepared integer 2-D convolution: sum over (c, kh, kw) of w * x, zero
 // padding, no bias. Immutable after construction; accumulate() may be called
 // from several threads at once.
 class IntConv2d {
  public:
-  // weight: int8 [O, I/groups, kH, kW], values in [-127, 127]. Throws dfq::Error
-  // on a bad shape, dtype, value or geometry, or when an accumulator could
-  // overflow int32.
-  IntConv2d(const at::Tensor& weight, IntConvGeometry geometry, IntKernel kernel);
+  // weight: int8 [O, I/groups, kH, kW], values in [-127, 127] ([-8, 7] for
+  // kPacked4). Throws dfq::Error on a bad shape, dtype, value or geometry, or
+  // when an accumulator could overflow int32.
+  IntConv2d(const at::Tensor& weight, IntConvGeometry geometry, IntKernel kernel,
+            WeightStorage storage = WeightStorage::kInt8);
   // x: uint8 or int8 [N, C, H, W], channels-last (x.is_contiguous(at::MemoryFormat::ChannelsLast)).
   // Returns the int32 accumulators [N, O, Ho, Wo], channels-last.
   at::Tensor accumulate(const at::Tensor& x) const;
+  // Bytes of weights the kernel keeps between calls (every copy: the stored
+  // weights and, for kFast, oneDNN's reordered ones prepared so far).
+  int64_t weight_bytes() const;
 
  private:
   std::shared_ptr<const detail::IntKernelImpl> impl_;
@@ -45,10 +57,12 @@ class IntConv2d {
 // A prepared integer fully connected layer: y[n, o] = sum_i w[o, i] * x[n, i].
 class IntLinear {
  public:
-  // weight: int8 [O, I], values in [-127, 127]; throws dfq::Error like IntConv2d.
-  IntLinear(const at::Tensor& weight, IntKernel kernel);
+  // weight: int8 [O, I], values in [-127, 127] ([-8, 7] for kPacked4); throws
+  // dfq::Error like IntConv2d.
+  IntLinear(const at::Tensor& weight, IntKernel kernel, WeightStorage storage = WeightStorage::kInt8);
   // x: uint8 or int8 [N, I], contiguous. Returns int32 [N, O].
   at::Tensor accumulate(const at::Tensor& x) const;
+  int64_t weight_bytes() const;  // as IntConv2d::weight_bytes
 
  private:
   std::shared_ptr<const detail::IntKernelImpl> impl_;

@@ -99,6 +99,10 @@ struct IntegerEngine::Step {
 IntegerEngine::~IntegerEngine() = default;
 
 IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : graph_(model.graph) {
+  // The engine multiplies only integers: its copy of the graph drops the float
+  // weights of Conv2d/Linear nodes, so the kernels hold the only copy.
+  for (Node& n : graph_.nodes)
+    if (n.op == Op::Conv2d || n.op == Op::Linear) n.params.clear();
   const Graph& g = graph_;  // steps point into the engine's own copy
   output_ = g.output;
   const ActivationPoints points = activation_points(g);
@@ -146,15 +150,18 @@ IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : gr
         s.kind = Step::kWeight;
         const WeightQuant& w = model.weights.at(n.id);
         const ActivationQuant& in = point_of(n.inputs[0]);
+        // <= 4-bit integers stay packed in memory; a lookup table's levels span int8.
+        const WeightStorage storage =
+            w.range.bits <= 4 && !w.lut.defined() ? WeightStorage::kPacked4 : WeightStorage::kInt8;
         if (n.op == Op::Conv2d) {
           const auto& a = n.attrs;
           const IntConvGeometry geo{a.list("stride")[0], a.list("stride")[1], a.list("padding")[0], a.list("padding")[1],
                                     a.list("dilation")[0], a.list("dilation")[1], a.i("groups")};
-          s.conv = std::make_unique<IntConv2d>(w.q, geo, kernel);
-          if (w.residual.defined()) s.conv_residual = std::make_unique<IntConv2d>(w.residual, geo, kernel);
+          s.conv = std::make_unique<IntConv2d>(w.q, geo, kernel, storage);
+          if (w.residual.defined()) s.conv_residual = std::make_unique<IntConv2d>(w.residual, geo, kernel, storage);
         } else {
-          s.linear = std::make_unique<IntLinear>(w.q, kernel);
-          if (w.residual.defined()) s.linear_residual = std::make_unique<IntLinear>(w.residual, kernel);
+          s.linear = std::make_unique<IntLinear>(w.q, kernel, storage);
+          if (w.residual.defined()) s.linear_residual = std::make_unique<IntLinear>(w.residual, kernel, storage);
         }
         const at::Tensor bias = integer_bias(w, in.scale);
         const at::Tensor unit = accumulator_unit(w, in.scale);
@@ -611,7 +618,35 @@ at::Tensor max_pool(const Node& n, const at::Tensor& x) {
 
 }  // namespace
 
-at::Tensor IntegerEngine::forward(const at::Tensor& input) const { return run(input, nullptr, nullptr); }
+at::Tensor IntegerEngine::forward(const at::Tensor& input) const {
+  // Integer results do not depend on which images share a batch, so the batch
+  // is cut into slices that each run the whole graph on one thread: a slice's
+  // int32 accumulators stay in the core's cache between a convolution and its
+  // requantization, and no op waits for the others at a parallel barrier.
+  // (Inside the slices every at::parallel_for and oneDNN primitive runs serially.)
+  const int threads = at::get_num_threads();
+  const int64_t n = input.dim() == 4 ? input.size(0) : 0;
+  if (threads <= 1 || n < 2 || at::in_parallel_region()) return run(input, nullptr, nullptr);
+  const int64_t slice = std::min<int64_t>(kImagesPerSlice, (n + threads - 1) / threads);
+  const int64_t slices = (n + slice - 1) / slice;
+  std::vector<at::Tensor> logits(static_cast<size_t>(slices));
+  at::parallel_for(0, slices, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k)
+      logits[static_cast<size_t>(k)] = run(input.narrow(0, k * slice, std::min(slice, n - k * slice)), nullptr, nullptr);
+  });
+  return at::cat(logits, 0);
+}
+
+int64_t IntegerEngine::weight_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& s : steps_)
+    for (const auto* conv : {s->conv.get(), s->conv_residual.get()})
+      if (conv) bytes += conv->weight_bytes();
+  for (const auto& s : steps_)
+    for (const auto* linear : {s->linear.get(), s->linear_residual.get()})
+      if (linear) bytes += linear->weight_bytes();
+  return bytes;
+}
 
 at::Tensor IntegerEngine::forward(const at::Tensor& input, std::vector<at::Tensor>* values,
                                   std::vector<at::Tensor>* accumulators) const {

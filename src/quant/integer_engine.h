@@ -68,14 +68,22 @@ class IntegerEngine {
   IntegerEngine(const IntegerEngine&) = delete;
   IntegerEngine& operator=(const IntegerEngine&) = delete;
 
-  // N x C x H x W normalized float -> float logits.
+  // N x C x H x W normalized float -> float logits. With several threads the
+  // batch runs as slices of at most kImagesPerSlice images, one thread each
+  // (the same integers as one pass: images are independent).
   at::Tensor forward(const at::Tensor& input) const;
+  static constexpr int64_t kImagesPerSlice = 8;
   // The same, also returning every node's integer value (Conv2d/Linear: the
   // int64 accumulators before requantization, then the output) for tests.
   at::Tensor forward(const at::Tensor& input, std::vector<at::Tensor>* values,
                      std::vector<at::Tensor>* accumulators) const;
 
   const std::vector<AccumulatorReport>& accumulators() const { return report_; }
+  // Bytes of integer weights the kernels keep (int_kernels.h: weights of <= 4
+  // bits packed two per byte, except lookup-table layers, whose levels are
+  // int8; the fast kernels add oneDNN's reordered copies of int8 weights once a
+  // batch shape has run). The engine keeps no float weights.
+  int64_t weight_bytes() const;
   const std::vector<RequantizationReport>& requantizations() const { return requantizations_; }
 
  private:

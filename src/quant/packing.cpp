@@ -42,13 +42,19 @@ at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape) {
   if (bytes != (n + 1) / 2) fail(subject, std::to_string((n + 1) / 2) + " bytes", std::to_string(bytes));
   at::Tensor out = at::empty(shape, at::kChar);
   const at::Tensor p = packed.contiguous();
-  const uint8_t* in = p.data_ptr<uint8_t>();
-  int8_t* o = out.data_ptr<int8_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t nibble = (i % 2 == 0) ? (in[i / 2] & 0x0F) : (in[i / 2] >> 4);
-    o[i] = static_cast<int8_t>(nibble >= 8 ? static_cast<int>(nibble) - 16 : nibble);
-  }
+  unpack_int4_into(p.data_ptr<uint8_t>(), n, out.data_ptr<int8_t>());
   return out;
+}
+
+void unpack_int4_into(const uint8_t* __restrict packed, int64_t n, int8_t* __restrict out) {
+  // A nibble moved to the top of a byte and shifted back arithmetically is sign-extended.
+  const int64_t pairs = n / 2;
+  for (int64_t i = 0; i < pairs; ++i) {
+    const uint8_t byte = packed[i];
+    out[2 * i] = static_cast<int8_t>(static_cast<int8_t>(byte << 4) >> 4);
+    out[2 * i + 1] = static_cast<int8_t>(static_cast<int8_t>(byte) >> 4);
+  }
+  if (n % 2 != 0) out[n - 1] = static_cast<int8_t>(static_cast<int8_t>(packed[pairs] << 4) >> 4);
 }
 
 at::Tensor pack_uint4(const at::Tensor& codes) {
