@@ -194,14 +194,21 @@ const dnnl::engine& cpu_engine() {
   return engine;
 }
 
+// A byte buffer for memory of `desc` (a scratchpad may be empty: one byte then).
+at::Tensor bytes_for(const dnnl::memory::desc& desc) {
+  return at::empty({static_cast<int64_t>(std::max<size_t>(desc.get_size(), 1))}, at::kByte);
+}
+
+// The thread count oneDNN plans a primitive for (a key of its plans): inside a
+// parallel region (the integer engine's batch slices) oneDNN runs its
+// primitives on the calling thread alone.
+int onednn_threads() { return omp_in_parallel() || at::in_parallel_region() ? 1 : at::get_num_threads(); }
+
 // Debian's libdnnl 2.6 uses the OpenMP runtime (DNNL_CPU_RUNTIME OMP, libgomp,
 // the library LibTorch's OpenMP backend also uses) and has no thread-count
 // call of its own: it sizes its parallel regions by omp_get_max_threads() of
 // the calling thread. With that backend at::get_num_threads() returns the same
 // value, so this is a no-op; it keeps the two equal should the backend change.
-// Inside a parallel region (the integer engine's batch slices) oneDNN runs its
-// primitives on the calling thread alone, and so plans for one thread.
-int onednn_threads() { return omp_in_parallel() || at::in_parallel_region() ? 1 : at::get_num_threads(); }
 // Inside a parallel region omp_get_max_threads() still answers the team's
 // size, so oneDNN would plan a primitive made there (a reorder seen to fill
 // only part of its output) for threads it will not get: the calling task's
@@ -413,15 +420,14 @@ class IntKernelImpl {
       at::Tensor blocked;
       if (packed_) {
         const at::Tensor plain = chunk_weights(unpacked, chunks_[j]);
-        blocked = at::empty({static_cast<int64_t>(step.weights_layout.get_size())}, at::kByte);
+        blocked = bytes_for(step.weights_layout);
         dnnl::memory from(step.user, cpu_engine(), plain.data_ptr());
         weights = dnnl::memory(step.weights_layout, cpu_engine(), blocked.data_ptr());
-        const at::Tensor reorder_scratch =
-            at::empty({static_cast<int64_t>(std::max<size_t>(step.reorder_scratchpad.get_size(), 1))}, at::kByte);
+        const at::Tensor reorder_scratch = bytes_for(step.reorder_scratchpad);
         step.reorder.execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, weights},
                                       {DNNL_ARG_SCRATCHPAD, dnnl::memory(step.reorder_scratchpad, cpu_engine(), reorder_scratch.data_ptr())}});
       }
-      const at::Tensor scratch = at::empty({static_cast<int64_t>(std::max<size_t>(step.scratchpad.get_size(), 1))}, at::kByte);
+      const at::Tensor scratch = bytes_for(step.scratchpad);
       step.primitive.execute(stream, {{DNNL_ARG_SRC, dnnl::memory(step.src, cpu_engine(), src.data_ptr())},
                                       {DNNL_ARG_WEIGHTS, weights},
                                       {DNNL_ARG_DST, dnnl::memory(step.dst, cpu_engine(), dst.data_ptr())},

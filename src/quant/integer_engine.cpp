@@ -639,12 +639,12 @@ at::Tensor IntegerEngine::forward(const at::Tensor& input) const {
 
 int64_t IntegerEngine::weight_bytes() const {
   int64_t bytes = 0;
-  for (const auto& s : steps_)
+  for (const auto& s : steps_) {
     for (const auto* conv : {s->conv.get(), s->conv_residual.get()})
       if (conv) bytes += conv->weight_bytes();
-  for (const auto& s : steps_)
     for (const auto* linear : {s->linear.get(), s->linear_residual.get()})
       if (linear) bytes += linear->weight_bytes();
+  }
   return bytes;
 }
 

@@ -5,6 +5,22 @@
 #include "core/error.h"
 
 namespace dfq {
+namespace {
+
+// out[i] = element i of `packed` (n elements), sign-extended; branch-free so it
+// vectorizes (the integer engine unpacks a layer at every call).
+void unpack_int4_into(const uint8_t* __restrict packed, int64_t n, int8_t* __restrict out) {
+  // A nibble moved to the top of a byte and shifted back arithmetically is sign-extended.
+  const int64_t pairs = n / 2;
+  for (int64_t i = 0; i < pairs; ++i) {
+    const uint8_t byte = packed[i];
+    out[2 * i] = static_cast<int8_t>(static_cast<int8_t>(byte << 4) >> 4);
+    out[2 * i + 1] = static_cast<int8_t>(static_cast<int8_t>(byte) >> 4);
+  }
+  if (n % 2 != 0) out[n - 1] = static_cast<int8_t>(static_cast<int8_t>(packed[pairs] << 4) >> 4);
+}
+
+}  // namespace
 
 at::Tensor pack_int4(const at::Tensor& values) {
   if (!values.defined() || values.scalar_type() != at::kChar)
@@ -44,17 +60,6 @@ at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape) {
   const at::Tensor p = packed.contiguous();
   unpack_int4_into(p.data_ptr<uint8_t>(), n, out.data_ptr<int8_t>());
   return out;
-}
-
-void unpack_int4_into(const uint8_t* __restrict packed, int64_t n, int8_t* __restrict out) {
-  // A nibble moved to the top of a byte and shifted back arithmetically is sign-extended.
-  const int64_t pairs = n / 2;
-  for (int64_t i = 0; i < pairs; ++i) {
-    const uint8_t byte = packed[i];
-    out[2 * i] = static_cast<int8_t>(static_cast<int8_t>(byte << 4) >> 4);
-    out[2 * i + 1] = static_cast<int8_t>(static_cast<int8_t>(byte) >> 4);
-  }
-  if (n % 2 != 0) out[n - 1] = static_cast<int8_t>(static_cast<int8_t>(packed[pairs] << 4) >> 4);
 }
 
 at::Tensor pack_uint4(const at::Tensor& codes) {

@@ -6,8 +6,6 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <cstdint>
-
 namespace dfq {
 
 // int8 values in [-8, 7] (any shape) -> uint8 [ceil(numel / 2)]. Throws
@@ -17,10 +15,6 @@ at::Tensor pack_int4(const at::Tensor& values);
 // The inverse: uint8 [ceil(prod(shape) / 2)] -> int8 of `shape`. Throws
 // dfq::Error when the byte count does not fit the shape.
 at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape);
-
-// unpack_int4 on raw memory, for hot paths: out[i] = element i of `packed`
-// (n elements, ceil(n / 2) bytes), sign-extended; branch-free so it vectorizes.
-void unpack_int4_into(const uint8_t* packed, int64_t n, int8_t* out);
 
 // The same layout for unsigned codes: uint8 values in [0, 15] (a weight
 // lookup table's, weight_lut.h) -> uint8 [ceil(numel / 2)], and back.
