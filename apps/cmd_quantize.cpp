@@ -30,7 +30,7 @@ struct QuantizeCommand {
   int wbits = 8, abits = 8, first_last_bits = 0, residual_layers = 0, threads = 0, reconstruct_iters = 1000;
   int64_t calib_count = 256, synth_iters = 500;
   double percentile = 99.99, residual_budget = 0.0, size_budget = 0.0, bops_budget = 0.0;
-  std::string candidate_bits = "2,3,4,6,8", candidate_abits, bops_budget_bits;
+  std::string candidate_bits = "2,3,4,6,8", candidate_abits, bops_budget_bits, sensitivity = "isolated";
   uint64_t seed = 0;
   bool per_tensor = false, quiet = false;
   bool cle = false, cle_keep_relu6 = false, cle_no_absorption = false;
@@ -162,6 +162,10 @@ static void describe_options(po::options_description& options, QuantizeCommand& 
        "feeding no convolution/linear keep --abits (default: every activation at --abits)")
       ("candidate-bits", po::value(&cmd.candidate_bits)->default_value(cmd.candidate_bits),
        "weight bit widths the mixed-precision ILP chooses from")
+      ("sensitivity", po::value(&cmd.sensitivity)->default_value(cmd.sensitivity),
+       "mixed precision: measure each candidate in the float model with only that layer quantized (isolated) "
+       "or in the model quantized everywhere else (in-context: weights at the candidate nearest the budget, "
+       "activations at --abits)")
       ("calib", po::value(&cmd.calib)->default_value(cmd.calib),
        "synthetic (synthesize now) | a dfq synth output (DIR with images.pt, or the .pt) | an image folder")
       ("calib-data", po::value(&cmd.calib_data), "real images for calibration (same as --calib DIR)")
@@ -233,6 +237,9 @@ int run_quantize(int argc, char** argv) {
     fail("--wbits", "no uniform weight bits with --size-budget/--bops-budget (the ILP chooses them)", "--wbits " + std::to_string(cmd.wbits));
   if (!mixed && !vm["candidate-bits"].defaulted())
     fail("--candidate-bits", "--size-budget or --bops-budget", "neither");
+  o.sensitivity = parse_mixed_sensitivity(cmd.sensitivity, "--sensitivity");
+  if (!mixed && !vm["sensitivity"].defaulted())
+    fail("--sensitivity", "--size-budget or --bops-budget", "neither");
   o.reconstruct.method = parse_reconstruction(cmd.reconstruct, "--reconstruct");
   o.reconstruct.iterations = cmd.reconstruct_iters;
   if (o.reconstruct.method == Reconstruction::kNone && !vm["reconstruct-iters"].defaulted())
@@ -355,7 +362,11 @@ int run_quantize(int argc, char** argv) {
     }
   }
   if (!report.mixed_precision.empty()) {
-    std::printf("\nmixed precision (ILP: predicted divergence %.4g, %.4g BOPs/image%s)\n",
+    std::printf("\nmixed precision (ILP on %s sensitivities%s: predicted divergence %.4g, %.4g BOPs/image%s)\n",
+                to_string(o.sensitivity),
+                o.sensitivity == MixedSensitivity::kInContext
+                    ? c10::str(", in W", context_weight_bits(o), "A", o.activation_bits, ", as excess over each layer's best").c_str()
+                    : "",
                 report.predicted_divergence, report.bops,
                 report.bops_budget > 0 ? c10::str(" of ", report.bops_budget, " allowed").c_str() : "");
     if (mixed_activations)
@@ -451,6 +462,8 @@ int run_quantize(int argc, char** argv) {
       j["mixed_precision"] = {{"size_budget_bits_per_weight", o.size_budget_bits_per_weight}, {"bops_budget", report.bops_budget},
                               {"bops_budget_bits", o.bops_budget_weight_bits > 0 ? nlohmann::json{o.bops_budget_weight_bits, o.bops_budget_activation_bits} : nlohmann::json()},
                               {"candidate_activation_bits", o.candidate_activation_bits},
+                              {"sensitivity", to_string(o.sensitivity)},
+                              {"context_weight_bits", o.sensitivity == MixedSensitivity::kInContext ? nlohmann::json(context_weight_bits(o)) : nlohmann::json()},
                               {"predicted_divergence", report.predicted_divergence}, {"bops", report.bops}, {"layers", rows},
                               {"pareto", pareto}};
     }

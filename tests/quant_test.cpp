@@ -323,6 +323,49 @@ TEST(Quantize, MixedPrecisionMeetsTheSizeBudgetAndRunsInIntegers) {
   EXPECT_NE(error_of([&] { quantize_model(g, calib, o, report); }).find("size_bits"), std::string::npos);
 }
 
+// In-context sensitivities (the rest of the model at W4A4): each layer's row is
+// an excess over its best candidate, non-increasing in bits, and the ILP's
+// allocation still meets the budget and runs in integers.
+TEST(Quantize, InContextSensitivitiesAreExcessesNonIncreasingInBits) {
+  const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor calib = at::randn({32, 1, 28, 28}, at::make_generator<at::CPUGeneratorImpl>(13));
+  QuantizeOptions o;
+  o.activation_bits = 4;
+  o.size_budget_bits_per_weight = 4.0;
+  o.candidate_bits = {8, 2, 4};  // any order
+  o.sensitivity = MixedSensitivity::kInContext;
+  o.reconstruct.method = Reconstruction::kNone;
+  EXPECT_EQ(context_weight_bits(o), 4);
+  QuantizeReport report;
+  const QuantizedModel q = quantize_model(g, calib, o, report);
+  ASSERT_EQ(report.mixed_precision.size(), report.layers.size());
+  double bits = 0, parameters = 0, positive = 0;
+  for (size_t l = 0; l < report.layers.size(); ++l) {
+    const MixedPrecisionLayer& row = report.mixed_precision[l];
+    SCOPED_TRACE(row.name);
+    ASSERT_EQ(row.candidate_bits, o.candidate_bits);
+    EXPECT_EQ(*std::min_element(row.sensitivity.begin(), row.sensitivity.end()), 0.0);
+    EXPECT_GE(row.sensitivity[1], row.sensitivity[2]);  // 2 bits >= 4 bits
+    EXPECT_GE(row.sensitivity[2], row.sensitivity[0]);  // 4 bits >= 8 bits
+    positive += row.sensitivity[1];
+    bits += static_cast<double>(report.layers[l].parameters) * report.layers[l].bits;
+    parameters += static_cast<double>(report.layers[l].parameters);
+  }
+  EXPECT_GT(positive, 0.0);  // 2-bit weights cost something measurable in context
+  EXPECT_LE(bits / parameters, 4.0 + 1e-9);
+  const IntegerEngine reference(q, IntKernel::kReference), fast(q, IntKernel::kFast);
+  EXPECT_TRUE(at::equal(reference.forward(calib), fast.forward(calib)));
+  // The context's weight bits: nearest the size budget, else the BOPs budget's W, else the middle candidate.
+  o.size_budget_bits_per_weight = 5.1;
+  EXPECT_EQ(context_weight_bits(o), 4);
+  o.size_budget_bits_per_weight = 0, o.bops_budget_weight_bits = 8, o.bops_budget_activation_bits = 4;
+  EXPECT_EQ(context_weight_bits(o), 8);
+  o.bops_budget_weight_bits = o.bops_budget_activation_bits = 0, o.bops_budget = 1e9;
+  EXPECT_EQ(context_weight_bits(o), 4);
+  EXPECT_EQ(parse_mixed_sensitivity("in-context", "--sensitivity"), MixedSensitivity::kInContext);
+  EXPECT_NE(error_of([] { parse_mixed_sensitivity("context", "--sensitivity"); }).find("isolated, in-context"), std::string::npos);
+}
+
 // Mixed activation bits (step 2a with candidate_activation_bits): within the
 // BOPs of uniform W4A4, each point read by a convolution gets its chosen bits,
 // the layers reading one point agree, and both engines run the result.

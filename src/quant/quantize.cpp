@@ -375,19 +375,38 @@ double output_divergence(const at::Tensor& reference_logits, const at::Tensor& l
   return (p.exp() * (p - q)).sum(1).mean().item<double>();
 }
 
-// Fake-quantizes one node's output (a quantization point) and leaves the rest float.
-class PointQuantizer : public Observer {
+// Fake-quantizes every quantization point of a context (scale > 0 in
+// `at_node`, indexed by node id), one of them possibly at other bits.
+class ContextQuantizer : public Observer {
  public:
-  PointQuantizer(int node, QuantRange range, double scale) : node_(node), range_(range), scale_(scale) {}
+  struct Point {
+    QuantRange range;
+    double scale = 0;  // 0: not a point
+  };
+  explicit ContextQuantizer(std::vector<Point> at_node) : at_node_(std::move(at_node)) {}
+  void override_point(int node, Point point) { override_node_ = node, override_ = point; }
   void after_node(const Node& node, const std::vector<at::Tensor>&, at::Tensor& output) override {
-    if (node.id == node_) output = fake_quantize(output, at::scalar_tensor(scale_), range_);
+    const Point& p = node.id == override_node_ ? override_ : at_node_[static_cast<size_t>(node.id)];
+    if (p.scale > 0) output = fake_quantize(output, at::scalar_tensor(p.scale), p.range);
   }
 
  private:
-  int node_;
-  QuantRange range_;
-  double scale_;
+  std::vector<Point> at_node_;
+  int override_node_ = -1;
+  Point override_;
 };
+
+// In-context sensitivities as excesses over the best candidate, made
+// non-increasing in bits (fewer bits never measure better: what does is noise).
+void to_nonincreasing_excess(std::vector<double>& sensitivity, const std::vector<int>& bits) {
+  std::vector<size_t> order(bits.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return bits[a] > bits[b]; });
+  for (size_t k = 1; k < order.size(); ++k)
+    sensitivity[order[k]] = std::max(sensitivity[order[k]], sensitivity[order[k - 1]]);
+  const double best = *std::min_element(sensitivity.begin(), sensitivity.end());
+  for (double& v : sensitivity) v -= best;
+}
 
 // Step 2a's result: bits per Conv2d/Linear node id and per chosen point node id.
 struct MixedBits {
@@ -396,15 +415,24 @@ struct MixedBits {
 
 // Step 2a: per-layer (weight bits, input bits) by the exact ILP of
 // bit_allocation.h. A layer's weight sensitivity at w bits is the output
-// divergence of the float model with only that layer's weights quantized to w
-// bits (the clip of step 2); a point's sensitivity at a bits the divergence
-// with only that point quantized to a bits (the clip of step 5's method, on
-// the float model's histogram), carried by its first reader so the sum stays
-// additive. `reference` is the float model's logits on the calibration batch.
+// divergence with that layer's weights quantized to w bits (the clip of step
+// 2); a point's sensitivity at a bits the divergence with that point
+// quantized to a bits (the clip of step 5's method, on a histogram of the
+// model it is measured in), carried by its first reader so the sum stays
+// additive. The rest of the model is float (kIsolated) or quantized
+// (kInContext, quantize.h). `reference` is the float model's logits on the
+// calibration batch.
 MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& points, const at::Tensor& calibration,
                               const at::Tensor& reference, const QuantizeOptions& o, const FloatStatistics& statistics,
                               QuantizeReport& report) {
   const bool mixed_activations = !o.candidate_activation_bits.empty();
+  const bool in_context = o.sensitivity == MixedSensitivity::kInContext;
+  const bool output_objective = o.weight_objective == WeightObjective::kOutput;
+  auto quantized_weight = [&](const Node& n, int bits) {
+    return quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
+                           output_objective ? statistics.input_moments.at(n.id) : at::Tensor())
+        .dequantized();
+  };
   // The points whose bits are chosen: those read by a Conv2d/Linear, but not the input.
   std::vector<int> chosen_points;  // node ids, in graph order
   for (const Node& n : folded.nodes) {
@@ -413,29 +441,52 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
     if (mixed_activations && source > 0 && std::find(chosen_points.begin(), chosen_points.end(), source) == chosen_points.end())
       chosen_points.push_back(source);
   }
+  // The model the candidates are measured in: float, or quantized everywhere
+  // (its activation clips from its own histograms), with the histograms of
+  // the chosen points for their candidate clips.
+  Graph base = folded;
+  const std::vector<int>& observed = in_context ? points.points : chosen_points;
+  std::vector<int> point_of_node(folded.nodes.size(), -1);
+  for (size_t p = 0; p < observed.size(); ++p) point_of_node[static_cast<size_t>(observed[p])] = static_cast<int>(p);
+  PointObserver histograms(point_of_node);
+  histograms.histograms.resize(observed.size());
+  std::vector<ContextQuantizer::Point> context_points(folded.nodes.size());
+  if (in_context) {
+    const int bits = context_weight_bits(o);
+    for (const Node& n : folded.nodes)
+      if (n.op == Op::Conv2d || n.op == Op::Linear) base.nodes[static_cast<size_t>(n.id)].params["weight"] = quantized_weight(n, bits);
+  }
+  if (in_context || mixed_activations) forward(base, calibration, &histograms);
+  auto clip_of = [&](int id, int bits) {
+    const size_t index = static_cast<size_t>(std::find(points.points.begin(), points.points.end(), id) - points.points.begin());
+    const QuantRange range{bits, !points.is_unsigned[index]};
+    const double clip = std::max(1e-12, histograms.histograms[static_cast<size_t>(point_of_node[static_cast<size_t>(id)])]
+                                            .clip(range, o.activation_range));
+    return ContextQuantizer::Point{range, clip / static_cast<double>(range.qmax())};
+  };
+  if (in_context)
+    for (int id : points.points) context_points[static_cast<size_t>(id)] = clip_of(id, id == 0 ? 8 : o.activation_bits);
+  ContextQuantizer quantizer(context_points);  // all scales 0 when isolated: a no-op
+  auto divergence = [&](const Graph& g) {
+    return std::max(0.0, output_divergence(reference, forward(g, calibration, in_context ? &quantizer : nullptr)));
+  };
+
   Progress progress("mixed precision sensitivity",
                     static_cast<int64_t>(statistics.macs.size() * o.candidate_bits.size() +
                                          chosen_points.size() * o.candidate_activation_bits.size()),
                     o.quiet);
   int64_t done = 0;
   std::map<int, std::map<int, double>> point_sensitivity;  // point node id -> bits -> KL
-  if (mixed_activations) {
-    std::vector<int> point_of_node(folded.nodes.size(), -1);
-    for (size_t p = 0; p < chosen_points.size(); ++p) point_of_node[static_cast<size_t>(chosen_points[p])] = static_cast<int>(p);
-    PointObserver histograms(point_of_node);
-    histograms.histograms.resize(chosen_points.size());
-    forward(folded, calibration, &histograms);
-    for (size_t p = 0; p < chosen_points.size(); ++p) {
-      const int id = chosen_points[p];
-      const size_t index = static_cast<size_t>(std::find(points.points.begin(), points.points.end(), id) - points.points.begin());
-      for (int bits : o.candidate_activation_bits) {
-        const QuantRange range{bits, !points.is_unsigned[index]};
-        const double clip = std::max(1e-12, histograms.histograms[p].clip(range, o.activation_range));
-        PointQuantizer quantizer(id, range, clip / static_cast<double>(range.qmax()));
-        point_sensitivity[id][bits] = std::max(0.0, output_divergence(reference, forward(folded, calibration, &quantizer)));
-        progress.update(++done, folded.node(id).name);
-      }
+  for (int id : chosen_points) {
+    std::vector<double> values;
+    for (int bits : o.candidate_activation_bits) {
+      ContextQuantizer one(in_context ? context_points : std::vector<ContextQuantizer::Point>(folded.nodes.size()));
+      one.override_point(id, clip_of(id, bits));
+      values.push_back(std::max(0.0, output_divergence(reference, forward(base, calibration, &one))));
+      progress.update(++done, folded.node(id).name);
     }
+    if (in_context) to_nonincreasing_excess(values, o.candidate_activation_bits);
+    for (size_t k = 0; k < values.size(); ++k) point_sensitivity[id][o.candidate_activation_bits[k]] = values[k];
   }
   std::vector<LayerBitOptions> layers;
   std::vector<MixedPrecisionLayer> rows;
@@ -458,21 +509,22 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
     }
     parameters += static_cast<double>(n.param("weight").numel());
     for (int bits : o.candidate_bits) {
-      const WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
-                                            o.weight_objective == WeightObjective::kOutput ? statistics.input_moments.at(n.id) : at::Tensor());
-      Graph trial = folded;
-      trial.nodes[static_cast<size_t>(n.id)].params["weight"] = q.dequantized();
+      Graph trial = base;
+      trial.nodes[static_cast<size_t>(n.id)].params["weight"] = quantized_weight(n, bits);
       row.candidate_bits.push_back(bits);
-      row.sensitivity.push_back(std::max(0.0, output_divergence(reference, forward(trial, calibration))));
+      row.sensitivity.push_back(divergence(trial));
+      progress.update(++done, n.name);
+    }
+    if (in_context) to_nonincreasing_excess(row.sensitivity, row.candidate_bits);
+    for (size_t w = 0; w < row.candidate_bits.size(); ++w) {
       for (size_t k = 0; k < row.candidate_activation_bits.size(); ++k) {
         BitOption option;
-        option.weight_bits = bits, option.activation_bits = row.candidate_activation_bits[k];
-        option.sensitivity = row.sensitivity.back() + (row.activation_counted ? row.activation_sensitivity[k] : 0.0);
-        option.size_bits = static_cast<double>(n.param("weight").numel()) * bits;
-        option.bops = static_cast<double>(statistics.macs.at(n.id)) * bits * option.activation_bits;
+        option.weight_bits = row.candidate_bits[w], option.activation_bits = row.candidate_activation_bits[k];
+        option.sensitivity = row.sensitivity[w] + (row.activation_counted ? row.activation_sensitivity[k] : 0.0);
+        option.size_bits = static_cast<double>(n.param("weight").numel()) * option.weight_bits;
+        option.bops = static_cast<double>(statistics.macs.at(n.id)) * option.weight_bits * option.activation_bits;
         layer.options.push_back(option);
       }
-      progress.update(++done, n.name);
     }
     layers.push_back(layer);
     rows.push_back(row);
@@ -543,6 +595,27 @@ const char* to_string(BiasCorrection mode) {
 
 const char* to_string(WeightObjective objective) {
   return objective == WeightObjective::kWeight ? "weight" : "output";
+}
+
+MixedSensitivity parse_mixed_sensitivity(const std::string& text, const std::string& option) {
+  if (text == "isolated") return MixedSensitivity::kIsolated;
+  if (text == "in-context") return MixedSensitivity::kInContext;
+  fail(option, "one of isolated, in-context", "\"" + text + "\"");
+}
+
+const char* to_string(MixedSensitivity where) { return where == MixedSensitivity::kIsolated ? "isolated" : "in-context"; }
+
+int context_weight_bits(const QuantizeOptions& o) {
+  if (o.candidate_bits.empty()) return o.weight_bits;
+  std::vector<int> bits = o.candidate_bits;
+  std::sort(bits.begin(), bits.end());
+  const double target = o.size_budget_bits_per_weight > 0 ? o.size_budget_bits_per_weight
+                        : o.bops_budget_weight_bits > 0   ? o.bops_budget_weight_bits
+                                                          : bits[(bits.size() - 1) / 2];
+  int nearest = bits.front();
+  for (int b : bits)
+    if (std::abs(b - target) < std::abs(nearest - target)) nearest = b;
+  return nearest;
 }
 
 QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration, const QuantizeOptions& options,

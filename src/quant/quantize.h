@@ -54,10 +54,14 @@ enum class BiasCorrection { kNone, kWeights, kFull };
 // The error the weight clip search minimizes: |W - W_q|^2, or the layer's
 // output error with the input's second moments as weights (range.h).
 enum class WeightObjective { kWeight, kOutput };
+// Where step 2a measures a candidate's sensitivity (QuantizeOptions::sensitivity).
+enum class MixedSensitivity { kIsolated, kInContext };
 BiasCorrection parse_bias_correction(const std::string& text, const std::string& option);
 WeightObjective parse_weight_objective(const std::string& text, const std::string& option);
+MixedSensitivity parse_mixed_sensitivity(const std::string& text, const std::string& option);  // isolated|in-context
 const char* to_string(BiasCorrection mode);
 const char* to_string(WeightObjective objective);
+const char* to_string(MixedSensitivity where);
 
 struct QuantizeOptions {
   int weight_bits = 8, activation_bits = 8;
@@ -81,6 +85,13 @@ struct QuantizeOptions {
   // activations, counted as the options are (below): both 0 (none) or both 2..8.
   int bops_budget_weight_bits = 0, bops_budget_activation_bits = 0;
   std::vector<int> candidate_bits = {2, 3, 4, 6, 8};
+  // kIsolated: a candidate's sensitivity is the divergence of the float model
+  // with only that layer's weights (or that point) quantized. kInContext: of
+  // the model quantized everywhere else (context_weight_bits(options) weights,
+  // activation_bits activations, 8-bit input), taken as the excess over the
+  // layer's (point's) best candidate and made non-increasing in bits, since
+  // at 3-4 bits the errors of the layers compound rather than add.
+  MixedSensitivity sensitivity = MixedSensitivity::kIsolated;
   // Mixed activation bits (needs a BOPs budget: activations cost no model
   // size): each quantization point that feeds a Conv2d/Linear takes its bits
   // from these, chosen by the same ILP, whose options become (weight bits,
@@ -136,18 +147,22 @@ struct MixedPrecisionLayer {
   std::string name;
   int chosen_bits = 0;
   std::vector<int> candidate_bits;
-  std::vector<double> sensitivity;  // KL(float || only this layer's weights quantized), per candidate
+  std::vector<double> sensitivity;  // per candidate: KL(float || this layer's weights quantized), as options.sensitivity says
   // The bits of the point the layer reads (its input): chosen from the
   // candidates, or fixed (one candidate: 8 at the input, activation_bits
   // without candidate_activation_bits).
   std::string input_point;
   int chosen_activation_bits = 0;
   std::vector<int> candidate_activation_bits;
-  std::vector<double> activation_sensitivity;  // KL(float || only that point quantized), per candidate; 0 when fixed
+  std::vector<double> activation_sensitivity;  // KL(float || that point quantized), per candidate; 0 when fixed
   bool activation_counted = false;  // the point's first reader carries its sensitivity, the others 0
 };
 
 bool has_bit_budget(const QuantizeOptions& options);  // a size or BOPs budget: mixed precision
+// The weight bits of the in-context sensitivity's surrounding model: the
+// candidate nearest the size budget's bits per weight, else the BOPs budget's
+// weight bits, else the middle candidate (ties to the fewer bits).
+int context_weight_bits(const QuantizeOptions& options);
 
 // One row of the size/divergence trade-off the ILP sees (pareto_by_size).
 struct ParetoPoint {
