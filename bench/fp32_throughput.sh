@@ -11,10 +11,7 @@ runs="${1:-3}"
 shared=../shared
 data="$shared/datasets/cifar10-test"
 [ -d "$data" ] || { echo "bench: $data not found (needs ../shared)" >&2; exit 1; }
-for p in python3-torch python3-pil python3-numpy; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
-done
+bash bench/python-deps.sh
 [ -x build/dfq ] || bash scripts/build.sh
 mkdir -p results
 tmp=$(mktemp -d)

@@ -15,6 +15,7 @@ runs="${1:-3}"
 shared=../shared
 data="$shared/datasets/cifar10-test"
 [ -d "$data" ] || { echo "bench: $data not found (needs ../shared)" >&2; exit 1; }
+bash bench/python-deps.sh
 [ -x build/dfq ] || bash scripts/build.sh
 mkdir -p results build/quant
 tmp=$(mktemp -d)
@@ -48,7 +49,7 @@ for depth in 20 56; do
       done
     done
     /usr/bin/python3 bench/pytorch_int8.py "$shared/weights/$m.pth" "$depth" --test "$data" --threads 2 --batch 256 \
-      >"$tmp/$m-torch-$run.json" 2>/dev/null
+      >"$tmp/$m-torch-$run.json" 2>"$tmp/$m-torch-$run.err" || { cat "$tmp/$m-torch-$run.err" >&2; exit 1; }
     echo "$m run $run done" >&2
   done
 done

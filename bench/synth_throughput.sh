@@ -12,8 +12,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-3}"
 shared=../shared
 [ -f "$shared/weights/cifar10-resnet20.pt" ] || { echo "bench: $shared/weights not found (needs ../shared)" >&2; exit 1; }
-dpkg-query -W -f='${Status}' python3-torch 2>/dev/null | grep -q "install ok installed" ||
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch >/dev/null; }
+bash bench/python-deps.sh
 [ -x build/dfq ] || bash scripts/build.sh
 mkdir -p results
 tmp=$(mktemp -d)
