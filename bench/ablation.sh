@@ -12,6 +12,7 @@
 #        TABLE_CONFIGS, default the same, so runs done earlier stay in it; FORCE=1 re-runs steps whose JSON exists)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/quantize-eval.sh
 shared=../shared
 [ -d "$shared/datasets/cifar10-test" ] || { echo "bench: needs ../shared" >&2; exit 1; }
 [ -x build/dfq ] || bash scripts/build.sh
@@ -36,12 +37,7 @@ for depth in ${MODELS:-20}; do
       esac
       name="$m-w${w}a${a}-$step"
       [ "${FORCE:-0}" != 1 ] && [ -f "$out/$name.json" ] && continue
-      start=$(date +%s.%N)
-      build/dfq quantize --model "$shared/weights/$m.pt" --preset cifar --abits "$a" "${opts[@]}" --calib "$synth" \
-        --calib-count 256 --out "build/ablation/$name.dfq" --json "$out/$name-quantize.json" --quiet >/dev/null
-      build/dfq eval --qmodel "build/ablation/$name.dfq" --data "$shared/datasets/cifar10-test" --preset cifar --quiet \
-        --json "$out/$name.json" >/dev/null
-      echo "$name done ($(echo "$(date +%s.%N) - $start" | bc) s)" >&2
+      quantize_eval build/ablation "$out" "$name" "$shared/weights/$m.pt" "$synth" --abits "$a" "${opts[@]}"
     done
   done
 done

@@ -13,6 +13,7 @@
 #        runs whose JSON exists are kept, FORCE=1 re-runs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/quantize-eval.sh
 shared=../shared
 [ -d "$shared/datasets/cifar10-test" ] || { echo "bench: needs ../shared" >&2; exit 1; }
 [ -x build/dfq ] || bash scripts/build.sh
@@ -41,12 +42,7 @@ for depth in $models; do
       esac
       name="$m-w${w}a${a}-$variant"
       [ "${FORCE:-0}" != 1 ] && [ -f "$out/$name.json" ] && continue
-      start=$(date +%s.%N)
-      build/dfq quantize --model "$shared/weights/$m.pt" --preset cifar --wbits "$w" --abits "$a" ${opts[@]+"${opts[@]}"} \
-        --calib "$synth" --calib-count 256 --out "build/pow2_lut/$name.dfq" --json "$out/$name-quantize.json" --quiet >/dev/null
-      build/dfq eval --qmodel "build/pow2_lut/$name.dfq" --data "$shared/datasets/cifar10-test" --preset cifar --quiet \
-        --json "$out/$name.json" >/dev/null
-      echo "$name done ($(echo "$(date +%s.%N) - $start" | bc) s)" >&2
+      quantize_eval build/pow2_lut "$out" "$name" "$shared/weights/$m.pt" "$synth" --wbits "$w" --abits "$a" ${opts[@]+"${opts[@]}"}
     done
   done
 done

@@ -6,15 +6,17 @@
 #   context             --size-budget 4 --sensitivity in-context (the rest of the model at W4A4)
 # Writes results/ablation/seeds/*.json and results/ablation/seeds.md.
 # usage: bench/seeds.sh   (env MODELS="20 56", SEEDS="0 1 2", STEPS="uniform mixed context";
-#        FORCE=1 re-runs steps whose JSON exists)
+#        FORCE=1 re-runs steps whose JSON exists, TABLE_ONLY=1 only rewrites seeds.md from the JSON there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/quantize-eval.sh
 shared=../shared
 [ -d "$shared/datasets/cifar10-test" ] || { echo "bench: needs ../shared" >&2; exit 1; }
 [ -x build/dfq ] || bash scripts/build.sh
 out=results/ablation/seeds
 mkdir -p "$out" build/seeds
 for depth in ${MODELS:-20 56}; do
+  [ "${TABLE_ONLY:-0}" = 1 ] && break
   m="cifar10-resnet$depth"
   for seed in ${SEEDS:-0 1 2}; do
     synth="build/seeds/$m-synth-seed$seed"
@@ -39,12 +41,7 @@ for depth in ${MODELS:-20 56}; do
         fi
       fi
       [ "${FORCE:-0}" != 1 ] && [ -f "$json" ] && continue
-      start=$(date +%s.%N)
-      build/dfq quantize --model "$shared/weights/$m.pt" --preset cifar --abits 4 "${opts[@]}" --calib "$synth" \
-        --calib-count 256 --seed "$seed" --out "build/seeds/$name.dfq" --json "$out/$name-quantize.json" --quiet >/dev/null
-      build/dfq eval --qmodel "build/seeds/$name.dfq" --data "$shared/datasets/cifar10-test" --preset cifar --quiet \
-        --json "$json" >/dev/null
-      echo "$name done ($(echo "$(date +%s.%N) - $start" | bc) s)" >&2
+      quantize_eval build/seeds "$out" "$name" "$shared/weights/$m.pt" "$synth" --abits 4 "${opts[@]}" --seed "$seed"
     done
   done
 done
@@ -77,7 +74,8 @@ for d in models:
             if all(top1(m, x, seed) is not None for x in ("uniform", s)):
                 sums[s].append(t - base)
             cells.append(f"{t:.2f}" if s == "uniform" or base is None else f"{t:.2f} ({t - base:+.2f})")
-        lines.append(f"| {m} | {seed} | {fp} | " + " | ".join(cells) + " |")
+        if any(c != "-" for c in cells):
+            lines.append(f"| {m} | {seed} | {fp} | " + " | ".join(cells) + " |")
     mean = ["" if s == "uniform" or not sums[s] else f"mean {sum(sums[s]) / len(sums[s]):+.2f} over {len(sums[s])}" for s in steps]
     lines.append(f"| {m} | | | " + " | ".join(mean) + " |")
 notes = "results/ablation/seeds-notes.md"  # the conclusions, written by hand
