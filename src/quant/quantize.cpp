@@ -466,7 +466,7 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
   };
   if (in_context)
     for (int id : points.points) context_points[static_cast<size_t>(id)] = clip_of(id, id == 0 ? 8 : o.activation_bits);
-  ContextQuantizer quantizer(context_points);  // all scales 0 when isolated: a no-op
+  ContextQuantizer quantizer(context_points);  // isolated: every scale 0, no point quantized
   auto divergence = [&](const Graph& g) {
     return std::max(0.0, output_divergence(reference, forward(g, calibration, in_context ? &quantizer : nullptr)));
   };
@@ -480,7 +480,7 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
   for (int id : chosen_points) {
     std::vector<double> values;
     for (int bits : o.candidate_activation_bits) {
-      ContextQuantizer one(in_context ? context_points : std::vector<ContextQuantizer::Point>(folded.nodes.size()));
+      ContextQuantizer one(context_points);
       one.override_point(id, clip_of(id, bits));
       values.push_back(std::max(0.0, output_divergence(reference, forward(base, calibration, &one))));
       progress.update(++done, folded.node(id).name);
