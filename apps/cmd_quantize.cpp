@@ -163,7 +163,8 @@ static void describe_options(po::options_description& options, QuantizeCommand& 
       ("candidate-bits", po::value(&cmd.candidate_bits)->default_value(cmd.candidate_bits),
        "weight bit widths the mixed-precision ILP chooses from")
       ("sensitivity", po::value(&cmd.sensitivity)->default_value(cmd.sensitivity),
-       "mixed precision: measure each candidate in the float model with only that layer quantized (isolated) "
+       "mixed precision: measure each candidate in the float model with only that layer quantized (isolated), "
+       "the same after reconstructing that layer with --reconstruct's method (reconstructed), "
        "or in the model quantized everywhere else (in-context: weights at the candidate nearest the budget, "
        "activations at --abits; measured worse than isolated at W4A4 on ResNet-20/56, results/ablation/seeds.md)")
       ("calib", po::value(&cmd.calib)->default_value(cmd.calib),

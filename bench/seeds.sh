@@ -3,9 +3,10 @@
 # integer engine, CIFAR-10 test. Seed 0 reuses bench/ablation.sh's set and JSON.
 #   uniform             --wbits 4
 #   mixed               --size-budget 4 (sensitivities in the float model, one layer quantized)
+#   recon               --size-budget 4 --sensitivity reconstructed (one layer quantized, AdaRound first)
 #   context             --size-budget 4 --sensitivity in-context (the rest of the model at W4A4)
 # Writes results/ablation/seeds/*.json and results/ablation/seeds.md.
-# usage: bench/seeds.sh   (env MODELS="20 56", SEEDS="0 1 2", STEPS="uniform mixed context";
+# usage: bench/seeds.sh   (env MODELS="20 56", SEEDS="0 1 2", STEPS="uniform mixed recon context";
 #        FORCE=1 re-runs steps whose JSON exists, TABLE_ONLY=1 only rewrites seeds.md from the JSON there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,17 +25,18 @@ for depth in ${MODELS:-20 56}; do
     [ -f "$synth/images.pt" ] ||
       build/dfq synth --model "$shared/weights/$m.pt" --preset cifar --method direct --count 256 --seed "$seed" \
         --out "$synth" --quiet >/dev/null
-    for step in ${STEPS:-uniform mixed context}; do
+    for step in ${STEPS:-uniform mixed recon context}; do
       case "$step" in
         uniform) opts=(--wbits 4) ;;
         mixed) opts=(--size-budget 4) ;;
+        recon) opts=(--size-budget 4 --sensitivity reconstructed) ;;
         context) opts=(--size-budget 4 --sensitivity in-context) ;;
         *) echo "bench: unknown step $step" >&2; exit 2 ;;
       esac
       name="$m-w4a4-$step-seed$seed"
       json="$out/$name.json"
       # Seed 0 of uniform and isolated mixed is bench/ablation.sh's run (same commands).
-      if [ "$seed" = 0 ] && [ "$step" != context ]; then
+      if [ "$seed" = 0 ] && { [ "$step" = uniform ] || [ "$step" = mixed ]; }; then
         src="results/ablation/$m-w4a4-$([ "$step" = uniform ] && echo adaround || echo mixed)"
         if [ -f "$src.json" ] && [ "${FORCE:-0}" != 1 ]; then
           cp "$src.json" "$json"; cp "$src-quantize.json" "$out/$name-quantize.json"; continue
@@ -48,7 +50,7 @@ done
 /usr/bin/python3 - "${MODELS:-20 56}" "${SEEDS:-0 1 2}" <<'EOF'
 import json, os, sys
 models, seeds = sys.argv[1].split(), sys.argv[2].split()
-steps = ["uniform", "mixed", "context"]
+steps = ["uniform", "mixed", "recon", "context"]
 def top1(m, s, seed):
     p = f"results/ablation/seeds/{m}-w4a4-{s}-seed{seed}.json"
     return json.load(open(p))["top1"] if os.path.exists(p) else None
@@ -56,7 +58,8 @@ lines = ["# Uniform W4A4 vs mixed precision at the uniform W4 size, over synthes
          "Command: `bench/seeds.sh`. Integer engine, CIFAR-10 test (10,000 images), 256 synthetic images from "
          "`dfq synth --method direct --seed S`, `dfq quantize --abits 4` with AdaRound (default), no residual tensors. "
          "uniform: `--wbits 4`; mixed: `--size-budget 4` (a layer's sensitivity measured in "
-         "the float model with only that layer quantized); context: `--size-budget 4 --sensitivity in-context` (measured "
+         "the float model with only that layer quantized); recon: `--size-budget 4 --sensitivity reconstructed` (the same "
+         "after AdaRound of that layer); context: `--size-budget 4 --sensitivity in-context` (measured "
          "with the rest of the model at W4A4). Top-1 %, and the difference to uniform.", "",
          "| model | seed | FP32 | " + " | ".join(steps) + " |", "|---|---|---|" + "---|" * len(steps)]
 for d in models:

@@ -363,7 +363,39 @@ TEST(Quantize, InContextSensitivitiesAreExcessesNonIncreasingInBits) {
   o.bops_budget_weight_bits = o.bops_budget_activation_bits = 0, o.bops_budget = 1e9;
   EXPECT_EQ(context_weight_bits(o), 4);
   EXPECT_EQ(parse_mixed_sensitivity("in-context", "--sensitivity"), MixedSensitivity::kInContext);
-  EXPECT_NE(error_of([] { parse_mixed_sensitivity("context", "--sensitivity"); }).find("isolated, in-context"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_mixed_sensitivity("context", "--sensitivity"); }).find("isolated, reconstructed, in-context"), std::string::npos);
+}
+
+// Reconstructed sensitivities (step 5b's AdaRound applied to the one layer
+// first): rounding learned on the layer's output lowers the divergence a low
+// bit width costs, summed over the layers; refused without reconstruction.
+TEST(Quantize, ReconstructedSensitivitiesAreBelowIsolatedAtTwoBits) {
+  const Graph g = import_torchscript((kSource / "weights" / "fashion_cnn.pt").string());
+  const at::Tensor calib = at::randn({32, 1, 28, 28}, at::make_generator<at::CPUGeneratorImpl>(14));
+  QuantizeOptions o;
+  o.activation_bits = 8;
+  o.size_budget_bits_per_weight = 4.0;
+  o.candidate_bits = {2, 4, 8};
+  o.reconstruct.method = Reconstruction::kAdaRound;
+  o.reconstruct.iterations = 200;
+  QuantizeReport isolated, reconstructed;
+  quantize_model(g, calib, o, isolated);
+  o.sensitivity = MixedSensitivity::kReconstructed;
+  const QuantizedModel q = quantize_model(g, calib, o, reconstructed);
+  ASSERT_EQ(reconstructed.mixed_precision.size(), isolated.mixed_precision.size());
+  double at_two_isolated = 0, at_two_reconstructed = 0, bits = 0, parameters = 0;
+  for (size_t l = 0; l < isolated.mixed_precision.size(); ++l) {
+    at_two_isolated += isolated.mixed_precision[l].sensitivity[0];
+    at_two_reconstructed += reconstructed.mixed_precision[l].sensitivity[0];
+    bits += static_cast<double>(reconstructed.layers[l].parameters) * reconstructed.layers[l].bits;
+    parameters += static_cast<double>(reconstructed.layers[l].parameters);
+  }
+  EXPECT_LT(at_two_reconstructed, at_two_isolated);
+  EXPECT_LE(bits / parameters, 4.0 + 1e-9);
+  const IntegerEngine reference(q, IntKernel::kReference), fast(q, IntKernel::kFast);
+  EXPECT_TRUE(at::equal(reference.forward(calib), fast.forward(calib)));
+  o.reconstruct.method = Reconstruction::kNone;
+  EXPECT_NE(error_of([&] { check_quantize_options(o); }).find("--sensitivity reconstructed"), std::string::npos);
 }
 
 // Mixed activation bits (step 2a with candidate_activation_bits): within the

@@ -76,6 +76,9 @@ void check_quantize_options(const QuantizeOptions& o) {
   if (has_bit_budget(o) && o.first_last_bits > 0)
     fail("--first-last-bits", "no fixed first/last bits with a mixed-precision budget (the ILP chooses every layer)",
          std::to_string(o.first_last_bits));
+  if (has_bit_budget(o) && o.sensitivity == MixedSensitivity::kReconstructed && o.reconstruct.method == Reconstruction::kNone)
+    fail("--sensitivity reconstructed", "--reconstruct adaround or adaquant (the method the sensitivity anticipates)",
+         "--reconstruct none");
   if (o.weight_lut) {
     // A table of 2^b entries replaces a uniform grid of b <= 4 bits; what
     // assumes that grid (or would give a layer a second tensor) is refused.
@@ -433,6 +436,14 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
                            output_objective ? statistics.input_moments.at(n.id) : at::Tensor())
         .dequantized();
   };
+  // kReconstructed: the weights after step 5b's method on the float input
+  // (`cov`: the layer's input covariances, quantized and float input alike).
+  auto reconstructed_weight = [&](const Node& n, int bits, const InputCovariances& cov) {
+    WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
+                                    output_objective ? statistics.input_moments.at(n.id) : at::Tensor());
+    q.q = reconstruct_rounding(n.param("weight"), at::Tensor(), q.scale, q.range, q.q, cov, o.reconstruct).q;
+    return q.dequantized();
+  };
   // The points whose bits are chosen: those read by a Conv2d/Linear, but not the input.
   std::vector<int> chosen_points;  // node ids, in graph order
   for (const Node& n : folded.nodes) {
@@ -508,9 +519,20 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
       row.activation_sensitivity = {0.0};
     }
     parameters += static_cast<double>(n.param("weight").numel());
+    InputCovariances cov;
+    if (o.sensitivity == MixedSensitivity::kReconstructed) {
+      const at::Tensor& input = statistics.inputs.at(n.id);
+      CovarianceAccumulator float_patches;
+      for (int64_t start = 0; start < input.size(0); start += kPatchChunk) {
+        const at::Tensor patches = input_patches(n, input.narrow(0, start, std::min(kPatchChunk, input.size(0) - start)));
+        float_patches.add(patches, patches);
+      }
+      cov = float_patches.result();
+    }
     for (int bits : o.candidate_bits) {
       Graph trial = base;
-      trial.nodes[static_cast<size_t>(n.id)].params["weight"] = quantized_weight(n, bits);
+      trial.nodes[static_cast<size_t>(n.id)].params["weight"] =
+          cov.ff.defined() ? reconstructed_weight(n, bits, cov) : quantized_weight(n, bits);
       row.candidate_bits.push_back(bits);
       row.sensitivity.push_back(divergence(trial));
       progress.update(++done, n.name);
@@ -599,11 +621,19 @@ const char* to_string(WeightObjective objective) {
 
 MixedSensitivity parse_mixed_sensitivity(const std::string& text, const std::string& option) {
   if (text == "isolated") return MixedSensitivity::kIsolated;
+  if (text == "reconstructed") return MixedSensitivity::kReconstructed;
   if (text == "in-context") return MixedSensitivity::kInContext;
-  fail(option, "one of isolated, in-context", "\"" + text + "\"");
+  fail(option, "one of isolated, reconstructed, in-context", "\"" + text + "\"");
 }
 
-const char* to_string(MixedSensitivity where) { return where == MixedSensitivity::kIsolated ? "isolated" : "in-context"; }
+const char* to_string(MixedSensitivity where) {
+  switch (where) {
+    case MixedSensitivity::kIsolated: return "isolated";
+    case MixedSensitivity::kReconstructed: return "reconstructed";
+    case MixedSensitivity::kInContext: return "in-context";
+  }
+  return "?";
+}
 
 int context_weight_bits(const QuantizeOptions& o) {
   if (o.candidate_bits.empty()) return o.weight_bits;

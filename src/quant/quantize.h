@@ -55,10 +55,10 @@ enum class BiasCorrection { kNone, kWeights, kFull };
 // output error with the input's second moments as weights (range.h).
 enum class WeightObjective { kWeight, kOutput };
 // Where step 2a measures a candidate's sensitivity (QuantizeOptions::sensitivity).
-enum class MixedSensitivity { kIsolated, kInContext };
+enum class MixedSensitivity { kIsolated, kReconstructed, kInContext };
 BiasCorrection parse_bias_correction(const std::string& text, const std::string& option);
 WeightObjective parse_weight_objective(const std::string& text, const std::string& option);
-MixedSensitivity parse_mixed_sensitivity(const std::string& text, const std::string& option);  // isolated|in-context
+MixedSensitivity parse_mixed_sensitivity(const std::string& text, const std::string& option);  // isolated|reconstructed|in-context
 const char* to_string(BiasCorrection mode);
 const char* to_string(WeightObjective objective);
 const char* to_string(MixedSensitivity where);
@@ -86,7 +86,10 @@ struct QuantizeOptions {
   int bops_budget_weight_bits = 0, bops_budget_activation_bits = 0;
   std::vector<int> candidate_bits = {2, 3, 4, 6, 8};
   // kIsolated: a candidate's sensitivity is the divergence of the float model
-  // with only that layer's weights (or that point) quantized. kInContext: of
+  // with only that layer's weights (or that point) quantized. kReconstructed:
+  // the same with that layer's weights reconstructed first (step 5b's method,
+  // on the float input, as the ILP's choice will be); needs reconstruction.
+  // kInContext: of
   // the model quantized everywhere else (context_weight_bits(options) weights,
   // activation_bits activations, 8-bit input), taken as the excess over the
   // layer's (point's) best candidate and made non-increasing in bits, since
