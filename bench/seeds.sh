@@ -3,10 +3,11 @@
 # integer engine, CIFAR-10 test. Seed 0 reuses bench/ablation.sh's set and JSON.
 #   uniform             --wbits 4
 #   mixed               --size-budget 4 (sensitivities in the float model, one layer quantized)
+#   mixed5              --size-budget 4 --candidate-bits 2,3,4,5,6,8 (isolated, 5 bits a candidate too)
 #   recon               --size-budget 4 --sensitivity reconstructed (one layer quantized, AdaRound first)
 #   context             --size-budget 4 --sensitivity in-context (the rest of the model at W4A4)
 # Writes results/ablation/seeds/*.json and results/ablation/seeds.md.
-# usage: bench/seeds.sh   (env MODELS="20 56", SEEDS="0 1 2", STEPS="uniform mixed recon context";
+# usage: bench/seeds.sh   (env MODELS="20 56", SEEDS="0 1 2", STEPS="uniform mixed mixed5 recon context";
 #        FORCE=1 re-runs steps whose JSON exists, TABLE_ONLY=1 only rewrites seeds.md from the JSON there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,10 +26,11 @@ for depth in ${MODELS:-20 56}; do
     [ -f "$synth/images.pt" ] ||
       build/dfq synth --model "$shared/weights/$m.pt" --preset cifar --method direct --count 256 --seed "$seed" \
         --out "$synth" --quiet >/dev/null
-    for step in ${STEPS:-uniform mixed recon context}; do
+    for step in ${STEPS:-uniform mixed mixed5 recon context}; do
       case "$step" in
         uniform) opts=(--wbits 4) ;;
         mixed) opts=(--size-budget 4) ;;
+        mixed5) opts=(--size-budget 4 --candidate-bits 2,3,4,5,6,8) ;;
         recon) opts=(--size-budget 4 --sensitivity reconstructed) ;;
         context) opts=(--size-budget 4 --sensitivity in-context) ;;
         *) echo "bench: unknown step $step" >&2; exit 2 ;;
@@ -50,15 +52,17 @@ done
 /usr/bin/python3 - "${MODELS:-20 56}" "${SEEDS:-0 1 2}" <<'EOF'
 import json, os, sys
 models, seeds = sys.argv[1].split(), sys.argv[2].split()
-steps = ["uniform", "mixed", "recon", "context"]
 def top1(m, s, seed):
     p = f"results/ablation/seeds/{m}-w4a4-{s}-seed{seed}.json"
     return json.load(open(p))["top1"] if os.path.exists(p) else None
+# The columns with at least one result.
+steps = [s for s in ["uniform", "mixed", "mixed5", "recon", "context"]
+         if any(top1(f"cifar10-resnet{d}", s, seed) is not None for d in models for seed in seeds)]
 lines = ["# Uniform W4A4 vs mixed precision at the uniform W4 size, over synthesis seeds", "",
          "Command: `bench/seeds.sh`. Integer engine, CIFAR-10 test (10,000 images), 256 synthetic images from "
          "`dfq synth --method direct --seed S`, `dfq quantize --abits 4` with AdaRound (default), no residual tensors. "
          "uniform: `--wbits 4`; mixed: `--size-budget 4` (a layer's sensitivity measured in "
-         "the float model with only that layer quantized); recon: `--size-budget 4 --sensitivity reconstructed` (the same "
+         "the float model with only that layer quantized); mixed5: the same with `--candidate-bits 2,3,4,5,6,8`; recon: `--size-budget 4 --sensitivity reconstructed` (the same "
          "after AdaRound of that layer); context: `--size-budget 4 --sensitivity in-context` (measured "
          "with the rest of the model at W4A4). Top-1 %, and the difference to uniform.", "",
          "| model | seed | FP32 | " + " | ".join(steps) + " |", "|---|---|---|" + "---|" * len(steps)]
