@@ -210,6 +210,20 @@ at::Tensor input_second_moments(const Node& node, const at::Tensor& input) {
   return h / static_cast<double>(count);
 }
 
+// Patch covariances of a node's input as the quantized model computes it
+// and as the float model does (reconstruct.h), over the whole batch, in chunks
+// (one patch extraction when both are the same tensor).
+InputCovariances input_covariances(const Node& node, const at::Tensor& quantized_input, const at::Tensor& float_input) {
+  CovarianceAccumulator accumulator;
+  const bool same = quantized_input.is_same(float_input);
+  for (int64_t start = 0; start < quantized_input.size(0); start += kPatchChunk) {
+    const int64_t n = std::min(kPatchChunk, quantized_input.size(0) - start);
+    const at::Tensor patches_q = input_patches(node, quantized_input.narrow(0, start, n));
+    accumulator.add(patches_q, same ? patches_q : input_patches(node, float_input.narrow(0, start, n)));
+  }
+  return accumulator.result();
+}
+
 // Step 1: statistics of the float model on the calibration batch, per
 // Conv2d/Linear node: the second moments of its input patches (when the weight
 // objective needs them) and the mean of each output channel.
@@ -306,11 +320,7 @@ class Reconstructor : public FakeQuantizer {
     if (it == model_.weights.end()) return false;
     WeightQuant& w = it->second;
     const at::Tensor& float_input = float_inputs_.at(node.id);
-    CovarianceAccumulator statistics;
-    for (int64_t start = 0; start < inputs[0].size(0); start += kPatchChunk) {
-      const int64_t n = std::min(kPatchChunk, inputs[0].size(0) - start);
-      statistics.add(input_patches(node, inputs[0].narrow(0, start, n)), input_patches(node, float_input.narrow(0, start, n)));
-    }
+    const InputCovariances covariances = input_covariances(node, inputs[0], float_input);
     const at::Tensor weight = model_.graph.node(node.id).param("weight");
     std::vector<int64_t> shape(static_cast<size_t>(weight.dim()), 1);
     shape[0] = weight.size(0);
@@ -318,16 +328,16 @@ class Reconstructor : public FakeQuantizer {
     if (w.lut.defined()) {
       // AdaRound between the table's two levels around each weight.
       const at::Tensor levels = std::get<0>(at::_unique(w.lut.to(at::kFloat), /*sorted=*/true));
-      r = reconstruct_rounding(weight, at::Tensor(), w.scale, w.range, w.q, statistics.result(), options_, levels);
+      r = reconstruct_rounding(weight, at::Tensor(), w.scale, w.range, w.q, covariances, options_, levels);
       w.q = r.q;
       w.codes = lut_codes(w.q, w.lut);
     } else if (w.residual.defined()) {
       const at::Tensor base = w.q.to(at::kFloat) * w.scale.reshape(shape);
       const at::Tensor scale = w.scale / at::pow(2.0, w.residual_shift.to(at::kFloat));
-      r = reconstruct_rounding(weight, base, scale, w.range, w.residual, statistics.result(), options_);
+      r = reconstruct_rounding(weight, base, scale, w.range, w.residual, covariances, options_);
       w.residual = r.q;
     } else {
-      r = reconstruct_rounding(weight, at::Tensor(), w.scale, w.range, w.q, statistics.result(), options_);
+      r = reconstruct_rounding(weight, at::Tensor(), w.scale, w.range, w.q, covariances, options_);
       w.q = r.q;
     }
     results[node.id] = r;
@@ -422,8 +432,8 @@ struct MixedBits {
 // 2); a point's sensitivity at a bits the divergence with that point
 // quantized to a bits (the clip of step 5's method, on a histogram of the
 // model it is measured in), carried by its first reader so the sum stays
-// additive. The rest of the model is float (kIsolated) or quantized
-// (kInContext, quantize.h). `reference` is the float model's logits on the
+// additive. The rest of the model is float (kIsolated, kReconstructed) or
+// quantized (kInContext, quantize.h). `reference` is the float model's logits on the
 // calibration batch.
 MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& points, const at::Tensor& calibration,
                               const at::Tensor& reference, const QuantizeOptions& o, const FloatStatistics& statistics,
@@ -431,17 +441,14 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
   const bool mixed_activations = !o.candidate_activation_bits.empty();
   const bool in_context = o.sensitivity == MixedSensitivity::kInContext;
   const bool output_objective = o.weight_objective == WeightObjective::kOutput;
-  auto quantized_weight = [&](const Node& n, int bits) {
-    return quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
-                           output_objective ? statistics.input_moments.at(n.id) : at::Tensor())
-        .dequantized();
-  };
-  // kReconstructed: the weights after step 5b's method on the float input
-  // (`cov`: the layer's input covariances, quantized and float input alike).
-  auto reconstructed_weight = [&](const Node& n, int bits, const InputCovariances& cov) {
+  // A layer's weights at `bits` (step 2's clip), dequantized; with `cov`
+  // defined (kReconstructed: the layer's float-input covariances) after step
+  // 5b's method, as the ILP's choice will be.
+  auto candidate_weight = [&](const Node& n, int bits, const InputCovariances& cov = {}) {
     WeightQuant q = quantize_weight(n.param("weight"), n.optional_param("bias"), QuantRange{bits, true}, o,
                                     output_objective ? statistics.input_moments.at(n.id) : at::Tensor());
-    q.q = reconstruct_rounding(n.param("weight"), at::Tensor(), q.scale, q.range, q.q, cov, o.reconstruct).q;
+    if (cov.ff.defined())
+      q.q = reconstruct_rounding(n.param("weight"), at::Tensor(), q.scale, q.range, q.q, cov, o.reconstruct).q;
     return q.dequantized();
   };
   // The points whose bits are chosen: those read by a Conv2d/Linear, but not the input.
@@ -465,7 +472,7 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
   if (in_context) {
     const int bits = context_weight_bits(o);
     for (const Node& n : folded.nodes)
-      if (n.op == Op::Conv2d || n.op == Op::Linear) base.nodes[static_cast<size_t>(n.id)].params["weight"] = quantized_weight(n, bits);
+      if (n.op == Op::Conv2d || n.op == Op::Linear) base.nodes[static_cast<size_t>(n.id)].params["weight"] = candidate_weight(n, bits);
   }
   if (in_context || mixed_activations) forward(base, calibration, &histograms);
   auto clip_of = [&](int id, int bits) {
@@ -478,8 +485,8 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
   if (in_context)
     for (int id : points.points) context_points[static_cast<size_t>(id)] = clip_of(id, id == 0 ? 8 : o.activation_bits);
   ContextQuantizer quantizer(context_points);  // isolated: every scale 0, no point quantized
-  auto divergence = [&](const Graph& g) {
-    return std::max(0.0, output_divergence(reference, forward(g, calibration, in_context ? &quantizer : nullptr)));
+  auto divergence = [&](const Graph& g, Observer* observer) {
+    return std::max(0.0, output_divergence(reference, forward(g, calibration, observer)));
   };
 
   Progress progress("mixed precision sensitivity",
@@ -493,7 +500,7 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
     for (int bits : o.candidate_activation_bits) {
       ContextQuantizer one(context_points);
       one.override_point(id, clip_of(id, bits));
-      values.push_back(std::max(0.0, output_divergence(reference, forward(base, calibration, &one))));
+      values.push_back(divergence(base, &one));
       progress.update(++done, folded.node(id).name);
     }
     if (in_context) to_nonincreasing_excess(values, o.candidate_activation_bits);
@@ -520,21 +527,13 @@ MixedBits allocate_mixed_bits(const Graph& folded, const ActivationPoints& point
     }
     parameters += static_cast<double>(n.param("weight").numel());
     InputCovariances cov;
-    if (o.sensitivity == MixedSensitivity::kReconstructed) {
-      const at::Tensor& input = statistics.inputs.at(n.id);
-      CovarianceAccumulator float_patches;
-      for (int64_t start = 0; start < input.size(0); start += kPatchChunk) {
-        const at::Tensor patches = input_patches(n, input.narrow(0, start, std::min(kPatchChunk, input.size(0) - start)));
-        float_patches.add(patches, patches);
-      }
-      cov = float_patches.result();
-    }
+    if (o.sensitivity == MixedSensitivity::kReconstructed)
+      cov = input_covariances(n, statistics.inputs.at(n.id), statistics.inputs.at(n.id));
     for (int bits : o.candidate_bits) {
       Graph trial = base;
-      trial.nodes[static_cast<size_t>(n.id)].params["weight"] =
-          cov.ff.defined() ? reconstructed_weight(n, bits, cov) : quantized_weight(n, bits);
+      trial.nodes[static_cast<size_t>(n.id)].params["weight"] = candidate_weight(n, bits, cov);
       row.candidate_bits.push_back(bits);
-      row.sensitivity.push_back(divergence(trial));
+      row.sensitivity.push_back(divergence(trial, in_context ? &quantizer : nullptr));
       progress.update(++done, n.name);
     }
     if (in_context) to_nonincreasing_excess(row.sensitivity, row.candidate_bits);

@@ -89,11 +89,11 @@ struct QuantizeOptions {
   // with only that layer's weights (or that point) quantized. kReconstructed:
   // the same with that layer's weights reconstructed first (step 5b's method,
   // on the float input, as the ILP's choice will be); needs reconstruction.
-  // kInContext: of
-  // the model quantized everywhere else (context_weight_bits(options) weights,
-  // activation_bits activations, 8-bit input), taken as the excess over the
-  // layer's (point's) best candidate and made non-increasing in bits, since
-  // at 3-4 bits the errors of the layers compound rather than add.
+  // kInContext: of the model quantized everywhere else
+  // (context_weight_bits(options) weights, activation_bits activations, 8-bit
+  // input), taken as the excess over the layer's (point's) best candidate and
+  // made non-increasing in bits, since at 3-4 bits the errors of the layers
+  // compound rather than add.
   MixedSensitivity sensitivity = MixedSensitivity::kIsolated;
   // Mixed activation bits (needs a BOPs budget: activations cost no model
   // size): each quantization point that feeds a Conv2d/Linear takes its bits
