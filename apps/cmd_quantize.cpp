@@ -166,7 +166,8 @@ static void describe_options(po::options_description& options, QuantizeCommand& 
        "mixed precision: measure each candidate in the float model with only that layer quantized (isolated), "
        "the same after reconstructing that layer with --reconstruct's method (reconstructed), "
        "or in the model quantized everywhere else (in-context: weights at the candidate nearest the budget, "
-       "activations at --abits; measured worse than isolated at W4A4 on ResNet-20/56, results/ablation/seeds.md)")
+       "activations at --abits); reconstructed and in-context measured no better than isolated at W4A4 on "
+       "ResNet-20/56 (results/ablation/paired.md)")
       ("calib", po::value(&cmd.calib)->default_value(cmd.calib),
        "synthetic (synthesize now) | a dfq synth output (DIR with images.pt, or the .pt) | an image folder")
       ("calib-data", po::value(&cmd.calib_data), "real images for calibration (same as --calib DIR)")

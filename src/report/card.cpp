@@ -138,10 +138,13 @@ std::vector<std::pair<std::string, std::string>> choices(const json& q, const js
              (mixed_activations ? ", weights and the activations convolution/linear layers read"
                                 : ", weights only (activations at the uniform bits)");
     const std::string where = m.value("sensitivity", std::string("isolated"));
-    mixed += where == "in-context" ? ", sensitivities measured in context (the rest at W" +
-                                         std::to_string(m.value("context_weight_bits", 0)) + "A" +
-                                         std::to_string(q.value("abits", 0)) + ")"
-                                   : ", sensitivities measured in isolation (the rest float)";
+    if (where == "in-context")
+      mixed += ", sensitivities measured in context (the rest at W" + std::to_string(m.value("context_weight_bits", 0)) + "A" +
+               std::to_string(q.value("abits", 0)) + ")";
+    else if (where == "reconstructed")
+      mixed += ", sensitivities measured after reconstructing the one layer (the rest float)";
+    else
+      mixed += ", sensitivities measured in isolation (the rest float)";
   }
   c.emplace_back("Mixed precision", mixed);
   c.emplace_back("Cross-layer equalization", q.value("cross_layer_equalization", false) ? "on" : "off");
