@@ -411,7 +411,7 @@ int run_quantize(int argc, char** argv) {
   for (const Node& n : model.graph.nodes)
     for (const auto& [key, value] : n.params) fp32_bytes += static_cast<double>(value.numel()) * 4.0;
   const double artifact_bytes = static_cast<double>(std::filesystem::file_size(out_file));
-  std::printf("\nweights   %.0f bits stored (%.3f bits/weight; <= 4-bit tensors packed two per byte)\n"
+  std::printf("\nweights   %.0f bits stored (%.3f bits/weight, each layer packed at its own bits)\n"
               "size      artifact %.0f bytes (graph, scales, biases, header included) vs FP32 parameters %.0f bytes "
               "(%.1fx smaller)\nseconds   %.2f (quantization, after calibration data)\n",
               report.weight_bits_total, report.weight_bits_total / std::max(1.0, parameters), artifact_bytes, fp32_bytes,

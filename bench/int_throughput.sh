@@ -12,24 +12,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"
-shared=../shared
+source bench/common.sh
+bench_setup
 data="$shared/datasets/cifar10-test"
-[ -d "$data" ] || { echo "bench: $data not found (needs ../shared)" >&2; exit 1; }
 bash bench/python-deps.sh
-[ -x build/dfq ] || bash scripts/build.sh
 mkdir -p results build/quant
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 for depth in 20 56; do
   m="cifar10-resnet$depth"
-  [ -f "build/quant/$m-synth/images.pt" ] ||
-    build/dfq synth --model "$shared/weights/$m.pt" --preset cifar --method direct --count 256 --seed 0 \
-      --out "build/quant/$m-synth" --quiet >/dev/null
+  synth=$(synthetic_set "$m" 0)
   for bits in 8 4; do
     [ -f "build/quant/$m-speed-w${bits}a${bits}.dfq" ] ||
       build/dfq quantize --model "$shared/weights/$m.pt" --preset cifar --wbits $bits --abits $bits \
-        --calib "build/quant/$m-synth" --out "build/quant/$m-speed-w${bits}a${bits}.dfq" --quiet >/dev/null
+        --calib "$synth" --out "build/quant/$m-speed-w${bits}a${bits}.dfq" --quiet >/dev/null
   done
 done
 

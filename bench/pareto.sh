@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mixed precision's size/accuracy trade-off: dfq quantize --size-budget B for
 # several B (bits per weight) at A4 (env ABITS), default options otherwise, 256
-# synthetic calibration images (the set bench/quant_accuracy.sh makes), the
+# synthetic calibration images (seed 0, bench/common.sh), the
 # integer engine on the 10,000 CIFAR-10 test images; uniform weights at the
 # integral budgets for comparison. Predicted = the ILP's summed divergence
 # (KL of the logits, each layer quantized alone) at that budget.
@@ -9,18 +9,15 @@
 # usage: bench/pareto.sh   (env MODELS="20 56", BUDGETS="2.5 3 3.5 4 5 6", ABITS=4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=../shared
-[ -d "$shared/datasets/cifar10-test" ] || { echo "bench: needs ../shared" >&2; exit 1; }
-[ -x build/dfq ] || bash scripts/build.sh
+source bench/common.sh
+bench_setup
 out=results/pareto
 mkdir -p "$out" build/pareto
 abits="${ABITS:-4}"
 budgets="${BUDGETS:-2.5 3 3.5 4 5 6}"
 for depth in ${MODELS:-20}; do
   m="cifar10-resnet$depth"
-  synth="build/quant/$m-synth"
-  [ -f "$synth/images.pt" ] ||
-    build/dfq synth --model "$shared/weights/$m.pt" --preset cifar --method direct --count 256 --seed 0 --out "$synth" --quiet >/dev/null
+  synth=$(synthetic_set "$m" 0)
   for b in $budgets; do
     for kind in mixed uniform; do
       if [ "$kind" = mixed ]; then opts=(--size-budget "$b"); else

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Power-of-two scales and 4-bit -> 8-bit weight lookup tables (issue 6, item 4)
 # against uniform per-channel scales: integer engine, CIFAR-10 test (10,000
-# images), 256 synthetic calibration images (the set bench/quant_accuracy.sh
-# makes), dfq quantize's defaults otherwise (MMSE output objective, full bias
+# images), 256 synthetic calibration images (seed 0, bench/common.sh),
+# dfq quantize's defaults otherwise (MMSE output objective, full bias
 # correction, AdaRound: between table levels for a lookup table).
 #   uniform    (default: per-channel scales, any real)
 #   pow2       --pow2-scales
@@ -13,10 +13,8 @@
 #        runs whose JSON exists are kept, FORCE=1 re-runs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/quantize-eval.sh
-shared=../shared
-[ -d "$shared/datasets/cifar10-test" ] || { echo "bench: needs ../shared" >&2; exit 1; }
-[ -x build/dfq ] || bash scripts/build.sh
+source bench/common.sh
+bench_setup
 out=results/pow2_lut
 mkdir -p "$out" build/pow2_lut
 models="${MODELS:-20 56}"
@@ -24,9 +22,7 @@ variants="${VARIANTS:-uniform pow2 pow2+lut lut}"
 IFS=',' read -r -a configs <<<"${CONFIGS:-4 4,4 8}"
 for depth in $models; do
   m="cifar10-resnet$depth"
-  synth="build/quant/$m-synth"
-  [ -f "$synth/images.pt" ] ||
-    build/dfq synth --model "$shared/weights/$m.pt" --preset cifar --method direct --count 256 --seed 0 --out "$synth" --quiet >/dev/null
+  synth=$(synthetic_set "$m" 0)
   [ -f "$out/$m-fp32.json" ] ||
     build/dfq eval --model "$shared/weights/$m.pt" --data "$shared/datasets/cifar10-test" --preset cifar --quiet \
       --json "$out/$m-fp32.json" >/dev/null

@@ -9,24 +9,21 @@
 #        BUDGETS="0 0.25" to run a subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=../shared
-[ -d "$shared/datasets/cifar10-test" ] || { echo "bench: needs ../shared" >&2; exit 1; }
-[ -x build/dfq ] || bash scripts/build.sh
+source bench/common.sh
+bench_setup
 models="${MODELS:-20}"
 IFS=',' read -r -a configs <<<"${CONFIGS:-8 8,6 6,4 8,4 4}"
 out=results/quant
 mkdir -p "$out" build/quant
 for depth in $models; do
   m="cifar10-resnet$depth"
-  [ -f "build/quant/$m-synth/images.pt" ] ||
-    build/dfq synth --model "$shared/weights/$m.pt" --preset cifar --method direct --count 256 --seed 0 \
-      --out "build/quant/$m-synth" --quiet >/dev/null
+  synth=$(synthetic_set "$m" 0)
   build/dfq eval --model "$shared/weights/$m.pt" --data "$shared/datasets/cifar10-test" --preset cifar --quiet \
     --json "$out/$m-fp32.json" >/dev/null
   for cfg in "${configs[@]}"; do
     read -r w a <<<"$cfg"
     for calib in ${CALIBS:-synthetic real}; do
-      src="build/quant/$m-synth"; [ "$calib" = real ] && src="$shared/datasets/cifar10-train-1k"
+      src="$synth"; [ "$calib" = real ] && src="$shared/datasets/cifar10-train-1k"
       count=256; [ "$calib" = real ] && count=1000
       for budget in ${BUDGETS:-0 0.25}; do
         name="$m-w${w}a${a}-$calib-res$budget"

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
+#include <vector>
 
 #include "core/error.h"
 #include "core/execute.h"
@@ -14,6 +16,7 @@
 #include "core/import_torchscript.h"
 #include "quant/artifact.h"
 #include "quant/integer_engine.h"
+#include "quant/packing.h"
 #include "quant/quantize.h"
 #include "quant/quantizer.h"
 #include "quant/simulate.h"
@@ -283,6 +286,98 @@ TEST(Artifact, RoundTripsAndRefusesDamagedFiles) {
   EXPECT_NE(error_of([&] { load_quantized_model(write("other.dfq", "not a model at all")); }).find("magic"), std::string::npos);
   EXPECT_NE(error_of([&] { load_quantized_model((dir / "missing.dfq").string()); }).find("missing.dfq"), std::string::npos);
   fs::remove_all(dir);
+}
+
+// Bit streams against a bit-by-bit reference: stream bit i * bits + k is bit k
+// of value i's two's-complement field, from the low bit of byte 0.
+TEST(Packing, BitStreamsMatchABitByBitReferenceAtEveryWidth) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (int64_t n : {0, 1, 7, 33, 1000}) {
+      const int lowest = -(1 << (bits - 1)), highest = (1 << (bits - 1)) - 1;
+      at::Tensor values = at::randint(lowest, highest + 1, {n}, gen, at::kChar);
+      if (n >= 2) values[0] = lowest, values[1] = highest;
+      const int8_t* v = values.data_ptr<int8_t>();
+      std::vector<uint8_t> reference(static_cast<size_t>((n * bits + 7) / 8), 0);
+      for (int64_t i = 0; i < n; ++i)
+        for (int k = 0; k < bits; ++k)
+          if ((static_cast<unsigned>(static_cast<uint8_t>(v[i])) >> k) & 1u)
+            reference[static_cast<size_t>((i * bits + k) / 8)] |= static_cast<uint8_t>(1u << ((i * bits + k) % 8));
+      const at::Tensor packed = pack_bits(values, bits);
+      ASSERT_EQ(packed.numel(), static_cast<int64_t>(reference.size())) << bits << " bits, " << n;
+      EXPECT_TRUE(std::equal(reference.begin(), reference.end(), packed.data_ptr<uint8_t>())) << bits << " bits, " << n;
+      EXPECT_TRUE(at::equal(unpack_bits(packed, bits, {n}), values)) << bits << " bits, " << n;
+      // Unsigned codes: the same fields, read back without sign extension.
+      const at::Tensor codes = (values.to(at::kInt) - lowest).to(at::kByte);
+      EXPECT_TRUE(at::equal(unpack_unsigned_bits(pack_unsigned_bits(codes, bits), bits, {n}), codes));
+      if (bits == 4) {
+        EXPECT_TRUE(at::equal(unpack_int4(packed, {n}), values));  // the engine's vectorized path
+      }
+    }
+  }
+  const at::Tensor three = at::full({5}, 4, at::kChar);  // 4 does not fit 3 signed bits
+  EXPECT_NE(error_of([&] { pack_bits(three, 3); }).find("values in [-4, 3]"), std::string::npos);
+  EXPECT_NE(error_of([&] { pack_bits(three, 9); }).find("1 to 8 bits"), std::string::npos);
+  EXPECT_NE(error_of([&] { pack_unsigned_bits(at::full({2}, 8, at::kByte), 3); }).find("[0, 7]"), std::string::npos);
+  EXPECT_NE(error_of([&] { unpack_bits(at::zeros({4}, at::kByte), 5, {4}); }).find("3 bytes"), std::string::npos);
+  // A shape far beyond the bytes is refused before anything is allocated.
+  EXPECT_NE(error_of([&] { unpack_bits(at::zeros({3}, at::kByte), 3, {1 << 20, 1 << 20, 1 << 20}); }).find("at most 8 elements"),
+            std::string::npos);
+}
+
+// The artifact stores each layer at its own bits: 3-bit weights take 3/4 of
+// the 4-bit file's weight bytes, 5-bit 5/4, and every width round-trips.
+TEST(Artifact, WeightsTakeTheirOwnBitsOnDisk) {
+  const Graph graph = import_torchscript(kModel);
+  const at::Tensor calib = calibration_batch(8, 6);
+  const fs::path dir = fs::temp_directory_path() / "dfq_artifact_bits_test";
+  fs::create_directories(dir);
+  std::map<int, double> file_bytes;
+  double parameters = 0;
+  // {bits, residual layers}: a residual tensor is packed at the layer's bits too.
+  for (const auto& [bits, residual_layers] : std::vector<std::pair<int, int>>{{3, 0}, {4, 0}, {5, 0}, {3, 1}}) {
+    QuantizeOptions o;
+    o.weight_bits = bits;
+    o.residual_layers = residual_layers;
+    QuantizeReport report;
+    const QuantizedModel q = quantize_model(graph, calib, o, report);
+    const std::string path = (dir / ("w" + std::to_string(bits) + "r" + std::to_string(residual_layers) + ".dfq")).string();
+    save_quantized_model(q, path);
+    const QuantizedModel back = load_quantized_model(path);
+    for (const auto& [id, w] : q.weights) {
+      EXPECT_TRUE(at::equal(w.q, back.weights.at(id).q)) << bits << " bits, node " << id;
+      EXPECT_EQ(w.residual.defined(), back.weights.at(id).residual.defined());
+      if (w.residual.defined()) {
+        EXPECT_TRUE(at::equal(w.residual, back.weights.at(id).residual));
+      }
+    }
+    if (residual_layers > 0) continue;
+    file_bytes[bits] = static_cast<double>(fs::file_size(path));
+    parameters = 0;
+    for (const LayerReport& l : report.layers) parameters += static_cast<double>(l.parameters);
+  }
+  // One bit per weight is parameters / 8 bytes; headers differ by a few hundred bytes at most.
+  EXPECT_NEAR(file_bytes[4] - file_bytes[3], parameters / 8, 0.02 * parameters / 8 + 300);
+  EXPECT_NEAR(file_bytes[5] - file_bytes[4], parameters / 8, 0.02 * parameters / 8 + 300);
+  fs::remove_all(dir);
+}
+
+// Version 4 files (nibbles for <= 4 bits, int8 above) are still read.
+TEST(Artifact, ReadsVersionFourFiles) {
+  const std::string v4 = (kSource / "tests" / "fuzz" / "corpus" / "artifact" / "fashion-mixed-v4.dfq").string();
+  std::ifstream in(v4, std::ios::binary);
+  char header[12] = {};
+  in.read(header, sizeof header);
+  ASSERT_EQ(header[8], 4) << v4 << " is not a version 4 file";
+  const QuantizedModel q = load_quantized_model(v4);
+  std::set<int> widths;
+  for (const auto& [id, w] : q.weights) {
+    widths.insert(w.range.bits);
+    EXPECT_LE(w.q.abs().max().item<int>(), w.range.qmax()) << "node " << id;
+  }
+  EXPECT_GE(widths.size(), 2u);  // both storage forms: nibbles and int8
+  const at::Tensor x = calibration_batch(4, 7);
+  EXPECT_TRUE(at::equal(IntegerEngine(q, IntKernel::kReference).forward(x), IntegerEngine(q, IntKernel::kFast).forward(x)));
 }
 
 // Mixed precision (step 2a): the ILP's bits respect the size budget, more
@@ -642,7 +737,7 @@ TEST(Artifact, LookupTablesRoundTripBitExact) {
     EXPECT_TRUE(at::equal(w.scale, b.scale));
   }
   EXPECT_TRUE(at::equal(SimulatedModel(q).forward(calib), SimulatedModel(back).forward(calib)));
-  // Codes are packed two per byte: the file is about as large as the uniform model's.
+  // Codes are packed at the weight bits: the file is about as large as the uniform model's.
   QuantizeOptions uniform = o;
   uniform.weight_lut = false;
   QuantizedModel u = quantize_model(graph, calib, uniform, report);

@@ -22,8 +22,11 @@ constexpr char kMagic[8] = {'D', 'F', 'Q', 'M', 'O', 'D', 'E', 'L'};
 // 2: weights of <= 4 bits packed two per byte; 3: a Conv2d/Linear read only by
 // an Add is no longer a quantization point (qmodel.h), so v2 files would run
 // with a different graph of points; 4: weight lookup tables (codes + table
-// instead of q) and the power_of_two_scales / weight_lut config entries.
-constexpr uint32_t kVersion = 4;
+// instead of q) and the power_of_two_scales / weight_lut config entries; 5:
+// every weight tensor (and a table's codes) as a bit stream of its own bits
+// (packing.h), so 3-, 5- and 6-bit layers take the size the bit allocation
+// counts. Version 4 files are still read (nibbles for <= 4 bits, else int8).
+constexpr uint32_t kVersion = 5, kOldestReadable = 4;
 constexpr Op kAllOps[] = {Op::Input, Op::Conv2d, Op::BatchNorm, Op::ReLU, Op::Clamp, Op::Add, Op::Slice, Op::Pad,
                           Op::MaxPool2d, Op::AvgPool2d, Op::AdaptiveAvgPool2d, Op::Flatten, Op::Reshape,
                           Op::Linear, Op::Cat, Op::Mean};
@@ -106,12 +109,9 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
   nlohmann::json weights = nlohmann::json::object();
   for (const auto& [id, w] : model.weights) {
     const std::string prefix = "weight" + std::to_string(id) + ".";
-    const bool packed = w.range.bits <= 4;
-    auto add_integers = [&](const std::string& name, const at::Tensor& q) {
-      tensors.add(name, packed ? pack_int4(q) : q);
-    };
+    auto add_integers = [&](const std::string& name, const at::Tensor& q) { tensors.add(name, pack_bits(q, w.range.bits)); };
     if (w.lut.defined()) {
-      tensors.add(prefix + "codes", pack_uint4(w.codes));
+      tensors.add(prefix + "codes", pack_unsigned_bits(w.codes, w.range.bits));
       tensors.add(prefix + "lut", w.lut);
     } else {
       add_integers(prefix + "q", w.q);
@@ -124,8 +124,7 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
     }
     weights[std::to_string(id)] = {{"bits", w.range.bits}, {"signed", w.range.is_signed}, {"zero_point", 0},
                                    {"clip_ratio", w.clip_ratio}, {"residual", w.residual.defined()},
-                                   {"shape", w.q.sizes().vec()}, {"packed_int4", w.range.bits <= 4},
-                                   {"lut", w.lut.defined()}};
+                                   {"shape", w.q.sizes().vec()}, {"lut", w.lut.defined()}};
   }
   nlohmann::json activations = nlohmann::json::object();
   for (const auto& [id, a] : model.activations)
@@ -167,9 +166,9 @@ QuantizedModel load_quantized_model(const std::string& path) {
   uint64_t header_length = 0;
   std::memcpy(&version, file.data() + sizeof kMagic, sizeof version);
   std::memcpy(&header_length, file.data() + sizeof kMagic + sizeof version, sizeof header_length);
-  if (version != kVersion)
-    fail(subject, "format version " + std::to_string(kVersion),
-         "version " + std::to_string(version) + (version < kVersion ? " (written by an older dfq: quantize the model again)" : ""));
+  if (version < kOldestReadable || version > kVersion)
+    fail(subject, "format version " + std::to_string(kOldestReadable) + " to " + std::to_string(kVersion),
+         "version " + std::to_string(version) + (version < kOldestReadable ? " (written by an older dfq: quantize the model again)" : ""));
   if (header_length > file.size() - fixed - sizeof(uint32_t))
     fail(subject, "a complete file", "a header of " + std::to_string(header_length) + " bytes in a file of " +
                                          std::to_string(file.size()) + " (truncated)");
@@ -229,21 +228,29 @@ QuantizedModel load_quantized_model(const std::string& path) {
       WeightQuant w;
       w.range = QuantRange{integer<int>(jw.at("bits")), jw.at("signed").get<bool>()};
       const std::string prefix = "weight" + key + ".";
-      const bool packed = jw.at("packed_int4").get<bool>();
-      if (packed != (w.range.bits <= 4)) throw std::runtime_error("packing flag of node " + key + " contradicts its bits");
+      // Version 4: nibbles for <= 4 bits (flagged), int8 above; 5: bit streams of `bits`.
+      const bool nibbles = version == 4 && jw.at("packed_int4").get<bool>();
+      if (version == 4 && nibbles != (w.range.bits <= 4))
+        throw std::runtime_error("packing flag of node " + key + " contradicts its bits");
+      if (w.range.bits < 1 || w.range.bits > 8)
+        throw std::runtime_error("weights of node " + key + " with " + std::to_string(w.range.bits) + " bits (1 to 8 expected)");
       const std::vector<int64_t> shape = integers<int64_t>(jw.at("shape"));
       if (shape.size() != (op == Op::Conv2d ? 4u : 2u))
         throw std::runtime_error("weight shape " + c10::str(shape) + " of node " + key + ", a " + op_name(op));
-      auto integers = [&](const std::string& name) { return packed ? unpack_int4(tensor(name), shape) : tensor(name); };
+      auto integers = [&](const std::string& name) {
+        if (version == 4) return nibbles ? unpack_int4(tensor(name), shape) : tensor(name);
+        return unpack_bits(tensor(name), w.range.bits, shape);
+      };
       if (jw.at("lut").get<bool>()) {
         // q = lut[codes]; codes of `bits` bits index a table of 2^bits int8 values.
-        if (!packed || w.range.bits < 2)  // packed: bits <= 4; the table has 2^bits entries
+        if (w.range.bits < 2 || w.range.bits > 4)
           throw std::runtime_error("lookup table of node " + key + " with codes of " + std::to_string(w.range.bits) +
                                    " bits (2 to 4 expected)");
         w.lut = tensor(prefix + "lut");
         if (w.lut.scalar_type() != at::kChar || w.lut.dim() != 1 || w.lut.numel() != (int64_t{1} << w.range.bits))
           throw std::runtime_error("lookup table of node " + key + " is not " + std::to_string(1 << w.range.bits) + " int8 values");
-        w.codes = unpack_uint4(tensor(prefix + "codes"), shape);
+        w.codes = version == 4 ? unpack_uint4(tensor(prefix + "codes"), shape)
+                               : unpack_unsigned_bits(tensor(prefix + "codes"), w.range.bits, shape);
         w.q = decode_lut(w.codes, w.lut);
       } else {
         w.q = integers(prefix + "q");

@@ -1,19 +1,21 @@
-// The quantized-model file (.dfq), version 4.
+// The quantized-model file (.dfq), version 5 (version 4 files are read too).
 //
 // Layout (little-endian):
 //   8 bytes  magic "DFQMODEL"
-//   u32      format version (4)
+//   u32      format version (5)
 //   u64      header length H
 //   H bytes  header, JSON: graph (nodes with op, inputs, attributes), config,
 //            activation quantization per point, weight quantization per layer,
 //            and a table of tensors {name: {dtype, shape, offset, bytes}}
 //   ...      tensor data, at the offsets of the table (relative to its start)
 //   u32      CRC-32 (zlib) of every byte before it
-// Weights are stored only as integers (int8 values, or packed two per byte
-// when they have <= 4 bits, packing.h; with a lookup table, weight_lut.h, its
-// 4-bit codes packed the same way and the int8 table; scales float32; residual shifts int64); float biases are stored as is and put on the int32 grid by the
-// engines (simulate.h). The float weights of the loaded graph are the
-// dequantized integers. Writing is atomic (core/atomic_file.h).
+// Weights are stored only as integers, each layer's as a bit stream of its
+// own bits (packing.h: ceil(numel * bits / 8) bytes; with a lookup table,
+// weight_lut.h, its codes the same way and the int8 table); scales float32,
+// residual shifts int64; float biases are stored as is and put on the int32
+// grid by the engines (simulate.h). The float weights of the loaded graph are
+// the dequantized integers. Writing is atomic (core/atomic_file.h). Version 4
+// differed only in the weights: nibbles for <= 4 bits, int8 above.
 #pragma once
 
 #include <string>

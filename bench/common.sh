@@ -1,0 +1,37 @@
+# Sourced by the benchmarks; run from the repository root.
+
+# bench_setup: sets $shared (../shared) and checks that its CIFAR-10 test folder is there; builds dfq if needed.
+bench_setup() {
+  shared=../shared
+  [ -d "$shared/datasets/cifar10-test" ] || { echo "bench: $shared/datasets/cifar10-test not found (needs ../shared)" >&2; exit 1; }
+  [ -x build/dfq ] || bash scripts/build.sh
+}
+
+# synthetic_set MODEL SEED: prints the folder holding MODEL's 256 synthetic calibration images for SEED
+# (dfq synth --method direct), build/seeds/MODEL-synth-seedSEED, synthesizing them first when missing.
+# One place for every bench, because a set reproduces bit for bit within a session but not across
+# sessions (results/ablation/paired.md): the runs of one table must share one session's sets.
+synthetic_set() {
+  local model="$1" seed="$2" dir="build/seeds/$1-synth-seed$2"
+  if [ ! -f "$dir/images.pt" ]; then
+    build/dfq synth --model "$shared/weights/$model.pt" --preset cifar --method direct --count 256 --seed "$seed" \
+      --out "$dir" --quiet >/dev/null
+  fi
+  echo "$dir"
+}
+
+# quantize_eval BUILD_DIR OUT_DIR NAME MODEL SYNTH QUANTIZE_ARGS...: dfq quantize
+# MODEL on the synthetic set SYNTH (256 images) into BUILD_DIR/NAME.dfq with its
+# report in OUT_DIR/NAME-quantize.json, then the integer engine on the CIFAR-10
+# test folder into OUT_DIR/NAME.json; prints the pair's wall time on stderr.
+quantize_eval() {
+  local build_dir="$1" out_dir="$2" name="$3" model="$4" synth="$5"
+  shift 5
+  local start
+  start=$(date +%s.%N)
+  build/dfq quantize --model "$model" --preset cifar "$@" --calib "$synth" --calib-count 256 \
+    --out "$build_dir/$name.dfq" --json "$out_dir/$name-quantize.json" --quiet >/dev/null
+  build/dfq eval --qmodel "$build_dir/$name.dfq" --data "$shared/datasets/cifar10-test" --preset cifar --quiet \
+    --json "$out_dir/$name.json" >/dev/null
+  echo "$name done ($(echo "$(date +%s.%N) - $start" | bc) s)" >&2
+}
