@@ -29,7 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const char* kUsage =
-    "usage: dfq run --model M.pt --data VAL_DIR --preset P --wbits B --abits B --out RUN [options]\n"
+    "usage: dfq run --model M.pt --data VAL_DIR --preset P [--wbits 8 | --size-budget B ...] [--abits 8] --out RUN [options]\n"
     "Synthesizes calibration images, quantizes, evaluates the FP32 model and the integer\n"
     "engine on VAL_DIR, and writes RUN/{card.md,card.json,report.html,model.dfq,*.json,synth/}.\n"
     "Every option of dfq synth, dfq quantize and dfq eval is accepted and handed to the\n"

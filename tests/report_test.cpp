@@ -556,6 +556,7 @@ TEST(QuantizationCard, TitleAndChoicesFollowMixedWeightAndActivationBits) {
   std::string md = card_for(q);
   EXPECT_NE(md.find("# Quantization card: none W8A4"), std::string::npos) << md;
   EXPECT_NE(md.find("off (uniform weight bits)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| First and last layer | same bits as the rest |"), std::string::npos) << md;
 
   q["mixed_precision"] = {{"size_budget_bits_per_weight", 4.0}, {"bops_budget", 1e9}, {"bops", 9e8},
                           {"candidate_activation_bits", Json::array()}};
@@ -563,6 +564,7 @@ TEST(QuantizationCard, TitleAndChoicesFollowMixedWeightAndActivationBits) {
   EXPECT_NE(md.find("# Quantization card: none W mixed A4"), std::string::npos) << md;
   EXPECT_NE(md.find("weights only (activations at the uniform bits)"), std::string::npos) << md;
   EXPECT_NE(md.find("and BOPs budget 1e+09"), std::string::npos) << md;
+  EXPECT_EQ(md.find("same bits as the rest"), std::string::npos) << "claims uniform first/last bits: " << md;
 
   q["mixed_precision"]["candidate_activation_bits"] = {2, 3, 4, 6, 8};
   md = card_for(q);

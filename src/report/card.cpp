@@ -92,8 +92,10 @@ std::vector<std::pair<std::string, std::string>> choices(const json& q, const js
                                                        : std::to_string(q.value("abits", 0)) + " bits") +
                                     "; real = scale * (q - zero_point), zero point 0");
   const int first_last = q.value("first_last_bits", 0);
-  c.emplace_back("First and last layer",
-                 first_last ? std::to_string(first_last) + "-bit weights and outputs" : "same bits as the rest");
+  const bool chosen_by_ilp = q.contains("mixed_precision") && !q["mixed_precision"].is_null();
+  c.emplace_back("First and last layer", chosen_by_ilp ? "bits chosen by the integer linear program like every layer's"
+                                         : first_last ? std::to_string(first_last) + "-bit weights and outputs"
+                                                      : "same bits as the rest");
   std::string input = "8 bits";
   for (const json& p : q.value("points", json::array()))
     if (p.value("name", "") == "input") input = p.value("range", input) + ", scale from the calibration set";
