@@ -32,7 +32,7 @@ struct QuantizeCommand {
   double percentile = 99.99, residual_budget = 0.0, size_budget = 0.0, bops_budget = 0.0;
   std::string candidate_bits = "2,3,4,6,8", candidate_abits, bops_budget_bits, sensitivity = "isolated";
   uint64_t seed = 0;
-  bool per_tensor = false, quiet = false;
+  bool per_tensor = false, quiet = false, check_options = false;
   bool cle = false, cle_keep_relu6 = false, cle_no_absorption = false;
   bool pow2_scales = false, weight_lut = false;
 };
@@ -178,7 +178,9 @@ static void describe_options(po::options_description& options, QuantizeCommand& 
       ("seed", po::value(&cmd.seed)->default_value(cmd.seed), "random seed (synthesis, image sampling)")
       ("json", po::value(&cmd.json), "also write the report as JSON to this file")
       ("threads", po::value(&cmd.threads)->default_value(cmd.threads), "compute threads (0: all cores)")
-      ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
+      ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr")
+      ("check-options", po::bool_switch(&cmd.check_options),
+       "check the options (all that can be checked without reading a file) and exit");
   add_preprocess_options(options, cmd.preprocess);
 }
 
@@ -254,6 +256,10 @@ int run_quantize(int argc, char** argv) {
     o.weight_objective = WeightObjective::kWeight;
   // Checks bits, residual, mixed-precision and lookup-table options before any slow step.
   check_quantize_options(o);
+  if (cmd.check_options) {
+    std::printf("options   valid (--check-options: nothing read or written)\n");
+    return 0;
+  }
 
   const int threads = set_threads(cmd.threads);
   const Graph graph = import_torchscript(cmd.model);

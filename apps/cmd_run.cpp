@@ -60,7 +60,8 @@ const std::map<std::string, std::string> kRefused = {
     {"engine", "dfq run evaluates with the integer engine (dfq eval --engine simulated on RUN/model.dfq for the other)"},
     {"dump-png", "dfq run always writes the synthetic images as PNGs (RUN/synth/png)"},
     {"synth-iters", "synthesis is a stage of its own here: use --iters"},
-    {"save-generator", "a file outside the run folder; run dfq synth for that"}};
+    {"save-generator", "a file outside the run folder; run dfq synth for that"},
+    {"check-options", "dfq run checks the quantization options itself, before synthesis"}};
 // Quantize options that only shape the synthesis quantize would run itself
 // (dfq quantize refuses them with given calibration): here synthesis is a stage.
 const std::set<std::string> kSynthesisOnly = {"input-size"};
@@ -291,6 +292,12 @@ int run_run(int argc, char** argv) {
   // Common tokens every stage gets.
   Tokens common{"--threads", std::to_string(threads)};
   if (cmd.quiet) common.push_back("--quiet");
+  // The quantization options are checked before synthesis, which may take minutes.
+  Tokens quantize_tokens;
+  for (const auto& [name, values] : quantize) append(quantize_tokens, name, values);
+  Tokens check{"--model", cmd.model, "--out", run + "/model.dfq", "--calib", run + "/synth", "--check-options"};
+  check.insert(check.end(), quantize_tokens.begin(), quantize_tokens.end());
+  call(run_quantize, "quantize", check);
   const bool created = prepare_run_folder(run);
   try {
     std::error_code ec;
@@ -347,7 +354,7 @@ int run_run(int argc, char** argv) {
              std::to_string(cmd.seed)};
     q.insert(q.end(), calibration.begin(), calibration.end());
     q.insert(q.end(), common.begin(), common.end());
-    for (const auto& [name, values] : quantize) append(q, name, values);
+    q.insert(q.end(), quantize_tokens.begin(), quantize_tokens.end());
     call(run_quantize, "quantize", q);
     record.stages.push_back({"quantization", quantize_time.seconds(), false});
 

@@ -248,6 +248,18 @@ expect "dfq run refuses synthesis options with real calibration data" 1 "--metho
 expect "dfq run routes an invalid quantize option to its check" 1 "--wbits.*2 to 8|--wbits.*2\.\.8" -- \
   "${r0[@]}" --out "$tmp/r3" --iters 20 --wbits 9
 [ ! -e "$tmp/r3" ] && ok "a failed dfq run leaves no run folder" || bad "a failed dfq run leaves no run folder"
+expect "dfq run refuses conflicting quantize options before synthesis" 1 "--wbits: expected no uniform weight bits" -- \
+  "${r0[@]}" --out "$tmp/r3" --iters 20 --wbits 4 --size-budget 4
+grep -q "== 1/5" "$tmp/out" && bad "the conflict is found before synthesis starts" ||
+  ok "the conflict is found before synthesis starts"
+expect "dfq run refuses --check-options (its own check)" 1 "--check-options: not an option of dfq run" -- \
+  "${r0[@]}" --out "$tmp/r3" --check-options
+expect "dfq quantize --check-options accepts valid options without reading the model" 0 "options +valid" -- \
+  "$dfq" quantize --model "$tmp/absent.pt" --preset cifar --out "$tmp/cq.dfq" --size-budget 4 --bops-budget-bits 4,4 \
+  --candidate-abits 2,3,4,5,6,8 --check-options
+[ ! -e "$tmp/cq.dfq" ] && ok "dfq quantize --check-options writes nothing" || bad "dfq quantize --check-options writes nothing"
+expect "dfq quantize --check-options refuses what quantizing would refuse" 1 "--candidate-abits.*BOPs budget" -- \
+  "$dfq" quantize --model "$tmp/absent.pt" --preset cifar --out "$tmp/cq.dfq" --size-budget 4 --candidate-abits 4,8 --check-options
 mkdir -p "$tmp/foreign" && echo keep >"$tmp/foreign/notes.txt"
 expect "dfq run refuses a non-empty folder it did not write" 1 "did not write" -- "${r[@]}" --out "$tmp/foreign"
 [ -f "$tmp/foreign/notes.txt" ] && ok "the foreign folder is untouched" || bad "the foreign folder is untouched"
