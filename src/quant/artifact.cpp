@@ -109,7 +109,8 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
   nlohmann::json weights = nlohmann::json::object();
   for (const auto& [id, w] : model.weights) {
     const std::string prefix = "weight" + std::to_string(id) + ".";
-    auto add_integers = [&](const std::string& name, const at::Tensor& q) { tensors.add(name, pack_bits(q, w.range.bits)); };
+    const int bits = w.range.bits;  // a structured binding cannot be captured in C++17
+    auto add_integers = [&](const std::string& name, const at::Tensor& q) { tensors.add(name, pack_bits(q, bits)); };
     if (w.lut.defined()) {
       tensors.add(prefix + "codes", pack_unsigned_bits(w.codes, w.range.bits));
       tensors.add(prefix + "lut", w.lut);
