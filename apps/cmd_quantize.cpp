@@ -291,7 +291,7 @@ int run_quantize(int argc, char** argv) {
   std::printf("scheme    W%s A%s (input 8-bit), first/last layer %s, weights %s, ranges: weights %s (objective %s), "
               "activations %s\n",
               (mixed ? "mixed (budget " + budgets + ")" : std::to_string(o.weight_bits)).c_str(), activations.c_str(),
-              o.first_last_bits ? ("W" + std::to_string(o.first_last_bits)).c_str() : "same", o.per_channel ? "per channel" : "per tensor",
+              mixed ? "chosen by the ILP" : o.first_last_bits ? ("W" + std::to_string(o.first_last_bits)).c_str() : "same", o.per_channel ? "per channel" : "per tensor",
               cmd.weight_range.c_str(), to_string(o.weight_objective), cmd.act_range.c_str());
   std::printf("extras    residual tensors %s, bias correction %s, reconstruction %s, cross-layer equalization %s, "
               "threads %d, seed %llu\n",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Uniform W4A4 vs mixed precision at the size of uniform W4, over synthesis seeds,
-# integer engine, CIFAR-10 test. Every seed's set is synthesized by this script (build/seeds/): synthetic
+# integer engine, CIFAR-10 test. Every seed's set comes from synthetic_set (bench/common.sh): synthetic
 # sets reproduce within a session but not across sessions (results/ablation/paired.md), so all steps
 # of a table must come from one session's sets.
 #   uniform             --wbits 4
@@ -16,20 +16,15 @@
 #        TABLE_ONLY=1 only rewrites OUT.md from the JSON there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/quantize-eval.sh
-shared=../shared
-[ -d "$shared/datasets/cifar10-test" ] || { echo "bench: needs ../shared" >&2; exit 1; }
-[ -x build/dfq ] || bash scripts/build.sh
+source bench/common.sh
+bench_setup
 out="${OUT:-results/ablation/seeds}"
 mkdir -p "$out" build/seeds
 for depth in ${MODELS:-20 56}; do
   [ "${TABLE_ONLY:-0}" = 1 ] && break
   m="cifar10-resnet$depth"
   for seed in ${SEEDS:-0 1 2}; do
-    synth="build/seeds/$m-synth-seed$seed"
-    [ -f "$synth/images.pt" ] ||
-      build/dfq synth --model "$shared/weights/$m.pt" --preset cifar --method direct --count 256 --seed "$seed" \
-        --out "$synth" --quiet >/dev/null
+    synth=$(synthetic_set "$m" "$seed")
     for step in ${STEPS:-uniform mixed mixed5 recon context}; do
       case "$step" in
         uniform) opts=(--wbits 4) ;;

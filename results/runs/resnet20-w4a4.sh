@@ -7,18 +7,27 @@
 # (card, JSON, report) in results/runs/cifar10-resnet20-w4a4/ with a screenshot
 # of the report (report.html itself, 1.4 MB with its inline images, is not
 # committed); the synthetic set and the artifact stay in OUT_DIR.
-# usage: bash results/runs/resnet20-w4a4.sh [OUT_DIR (default build/runs)]
+# With MIXED=1: weight and input bits per layer by the ILP within the size of uniform W4 and the bit
+# operations of uniform W4A4 (results/ablation/mixed-wa.md) instead of residual tensors, kept in
+# results/runs/cifar10-resnet20-w4a4-mixed-wa/.
+# usage: bash results/runs/resnet20-w4a4.sh [OUT_DIR (default build/runs)]   (env MIXED=1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 shared=../shared
 [ -d "$shared/datasets/cifar10-test" ] || { echo "needs ../shared" >&2; exit 1; }
 out="${1:-build/runs}"
-run="$out/cifar10-resnet20-w4a4"
-keep=results/runs/cifar10-resnet20-w4a4
+name=cifar10-resnet20-w4a4
+scheme=(--wbits 4 --abits 4 --residual-budget 0.25)
+if [ "${MIXED:-0}" = 1 ]; then
+  name=cifar10-resnet20-w4a4-mixed-wa
+  scheme=(--abits 4 --size-budget 4 --bops-budget-bits 4,4 --candidate-bits 2,3,4,5,6,8 --candidate-abits 2,3,4,5,6,8)
+fi
+run="$out/$name"
+keep="results/runs/$name"
 rm -rf "$run" "$out/cache" && mkdir -p "$out" "$keep"
 start=$(date +%s.%N)
 build/dfq run --model "$shared/weights/cifar10-resnet20.pt" --data "$shared/datasets/cifar10-test" --preset cifar \
-  --wbits 4 --abits 4 --residual-budget 0.25 --calib-count 256 --seed 0 --threads 2 --cache "$out/cache" --quiet \
+  "${scheme[@]}" --calib-count 256 --seed 0 --threads 2 --cache "$out/cache" --quiet \
   --out "$run" | tee "$keep/stdout.txt"
 end=$(date +%s.%N)
 python3 -c "print(f'wall seconds (dfq run, empty cache): {$end - $start:.1f}')" | tee "$keep/wall.txt"
