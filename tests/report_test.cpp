@@ -339,6 +339,21 @@ TEST(ReportImages, LargeImagesAreReducedAndUnreadableOnesNamed) {
   EXPECT_NE(message.find("000000.png"), std::string::npos) << message;
 }
 
+// A mixed-precision run is titled by its scheme, not by the --wbits default its card also records.
+TEST(ReportRun, MixedRunsAreTitledByTheirScheme) {
+  TempDir tmp;
+  const fs::path run = tmp.path() / "mixed";
+  Json c = card(kSha, 3.84, 4, 79.99);
+  c["scheme"] = "W mixed A mixed";
+  c.erase("abits");
+  make_run(run, c);
+  const std::string html = render_run_report(run.string()).html;
+  EXPECT_NE(html.find("<h1>" + c["model"]["name"].get<std::string>() + " W mixed A mixed</h1>"), std::string::npos);
+  EXPECT_NE(html.find("integer (W mixed A mixed)"), std::string::npos);
+  EXPECT_NE(html.find("3.84 per weight on average"), std::string::npos);
+  EXPECT_EQ(html.find("W3.84A"), std::string::npos);
+}
+
 TEST(ReportRun, HasEverySectionPlotsAndImages) {
   REQUIRE_GNUPLOT();
   TempDir tmp;
@@ -566,8 +581,18 @@ TEST(QuantizationCard, TitleAndChoicesFollowMixedWeightAndActivationBits) {
   EXPECT_NE(md.find("and BOPs budget 1e+09"), std::string::npos) << md;
   EXPECT_EQ(md.find("same bits as the rest"), std::string::npos) << "claims uniform first/last bits: " << md;
 
+  // Weights-only mixed: wbits is the stored bits per weight on average (20 x 6 + 80 x 3 over 100 weights).
+  q["layers"] = Json::array({{{"name", "conv1"}, {"bits", 6}, {"parameters", 20}}, {{"name", "conv2"}, {"bits", 3}, {"parameters", 80}}});
+  q["weight_bits_total"] = 360.0;
+  card_for(q);
+  Json written = Json::parse(std::ifstream(dir / "card.json"));
+  EXPECT_DOUBLE_EQ(written["wbits"].get<double>(), 3.6);
+  EXPECT_EQ(written["abits"].get<int>(), 4);
+
   q["mixed_precision"]["candidate_activation_bits"] = {2, 3, 4, 6, 8};
   md = card_for(q);
+  written = Json::parse(std::ifstream(dir / "card.json"));
+  EXPECT_FALSE(written.contains("abits")) << "no one activation width describes mixed activations";
   EXPECT_NE(md.find("# Quantization card: none W mixed A mixed"), std::string::npos) << md;
   EXPECT_NE(md.find("weights and the activations convolution/linear layers read"), std::string::npos) << md;
   EXPECT_NE(md.find("bits per tensor chosen with the weights'"), std::string::npos) << md;

@@ -220,10 +220,17 @@ void write_quantization_card(const std::string& run_dir, const RunRecord& r) {
   card["model"] = {{"path", r.model_path},
                    {"name", std::filesystem::path(r.model_path).stem().string()},
                    {"sha256", r.model_sha256}};
-  card["wbits"] = q.value("wbits", 0);
-  card["abits"] = q.value("abits", 0);
-  // The title's scheme: "W4A4", or "W mixed A4" / "W mixed A mixed" when the ILP chose bits (wbits/abits are then defaults).
+  // The title's scheme: "W4A4", or "W mixed A4" / "W mixed A mixed" when the ILP chose bits. Then wbits is
+  // the stored weight bits per weight on average (the accuracy curve's x), and abits is left out when the
+  // activations are mixed too: no one width describes them.
   const bool mixed = q.contains("mixed_precision") && q["mixed_precision"].is_object();
+  card["wbits"] = q.value("wbits", 0);
+  if (mixed) {
+    double parameters = 0;
+    for (const json& l : q.value("layers", json::array())) parameters += l.value("parameters", 0.0);
+    if (parameters > 0) card["wbits"] = std::round(100.0 * q.value("weight_bits_total", 0.0) / parameters) / 100.0;
+  }
+  if (!mixed_activation_bits(q)) card["abits"] = q.value("abits", 0);
   card["scheme"] = (mixed ? std::string("W mixed ") : "W" + std::to_string(q.value("wbits", 0))) +
                    (mixed_activation_bits(q) ? std::string("A mixed") : "A" + std::to_string(q.value("abits", 0)));
   json list = json::array();

@@ -118,6 +118,13 @@ std::string bits_label(double wbits, double abits) {
   return "W" + format_number(wbits, "%g") + "A" + format_number(abits, "%g");
 }
 
+// The run's bit widths as the card names them ("W4A4", "W mixed A mixed"), else from wbits/abits; "" if neither.
+std::string scheme_label(const JsonInput& c) {
+  if (auto scheme = string_field(c, c.doc, "scheme")) return *scheme;
+  const std::optional<double> wbits = number_field(c, c.doc, "wbits"), abits = number_field(c, c.doc, "abits");
+  return wbits && abits ? bits_label(*wbits, *abits) : "";
+}
+
 std::string file_name(const JsonInput& in) { return fs::path(in.path).filename().string(); }
 
 void open_section(Page& page, const std::string& id, const std::string& title) {
@@ -136,7 +143,10 @@ void card_section(Page& page, const Inputs& in) {
   if (auto v = string_field(c, d, "model.path")) run.push_back({"model file", *v});
   if (auto v = string_field(c, d, "model.sha256")) run.push_back({"model SHA-256", *v});
   const std::optional<double> wbits = number_field(c, d, "wbits"), abits = number_field(c, d, "abits");
-  if (wbits) run.push_back({"weight bits", format_number(*wbits, "%g")});
+  const std::string scheme = scheme_label(c);
+  const bool mixed = scheme.find("mixed") != std::string::npos;
+  if (!scheme.empty()) run.push_back({"scheme", scheme});
+  if (wbits) run.push_back({"weight bits", format_number(*wbits, "%g") + (mixed ? " per weight on average (per layer below)" : "")});
   if (abits) run.push_back({"activation bits", format_number(*abits, "%g")});
   if (auto v = number_field(c, d, "seed")) run.push_back({"seed", format_number(*v, "%.0f")});
   if (auto v = number_field(c, d, "threads")) run.push_back({"threads", format_number(*v, "%.0f")});
@@ -174,7 +184,7 @@ void card_section(Page& page, const Inputs& in) {
     for (const char* engine : {"fp32", "integer"}) {
       const std::string key = std::string("results.") + engine;
       if (!object_field(c, d, key)) continue;
-      rows.push_back({engine == std::string("fp32") ? "FP32" : "integer (" + (wbits && abits ? bits_label(*wbits, *abits) : "quantized") + ")",
+      rows.push_back({engine == std::string("fp32") ? "FP32" : "integer (" + (scheme.empty() ? "quantized" : scheme) + ")",
                       fmt(number_field(c, d, key + ".top1"), "%.2f", " %"), fmt(number_field(c, d, key + ".top5"), "%.2f", " %"),
                       fmt(number_field(c, d, key + ".images"), "%.0f")});
     }
@@ -607,8 +617,7 @@ std::string header_html(const Inputs& in) {
   const JsonInput& c = in.card;
   const std::string model = string_field(c, c.doc, "model.name").value_or(
       fs::path(string_field(c, c.doc, "model.path").value_or("unnamed model")).stem().string());
-  const std::optional<double> wbits = number_field(c, c.doc, "wbits"), abits = number_field(c, c.doc, "abits");
-  const std::string bits = wbits && abits ? bits_label(*wbits, *abits) : "";
+  const std::string bits = scheme_label(c);
   std::string s = "<header><h1>" + escape_html(model + (bits.empty() ? "" : " " + bits)) + "</h1><p>dfq run report of " +
                   escape_html(in.dir) + "</p>\n<div class=\"tiles\">";
   // The card's results, else the evaluation files'.
