@@ -112,7 +112,7 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
     const int bits = w.range.bits;  // a structured binding cannot be captured in C++17
     auto add_integers = [&](const std::string& name, const at::Tensor& q) { tensors.add(name, pack_bits(q, bits)); };
     if (w.lut.defined()) {
-      tensors.add(prefix + "codes", pack_unsigned_bits(w.codes, w.range.bits));
+      tensors.add(prefix + "codes", pack_unsigned_bits(w.codes, bits));
       tensors.add(prefix + "lut", w.lut);
     } else {
       add_integers(prefix + "q", w.q);
@@ -250,8 +250,7 @@ QuantizedModel load_quantized_model(const std::string& path) {
         w.lut = tensor(prefix + "lut");
         if (w.lut.scalar_type() != at::kChar || w.lut.dim() != 1 || w.lut.numel() != (int64_t{1} << w.range.bits))
           throw std::runtime_error("lookup table of node " + key + " is not " + std::to_string(1 << w.range.bits) + " int8 values");
-        w.codes = version == 4 ? unpack_uint4(tensor(prefix + "codes"), shape)
-                               : unpack_unsigned_bits(tensor(prefix + "codes"), w.range.bits, shape);
+        w.codes = unpack_unsigned_bits(tensor(prefix + "codes"), version == 4 ? 4 : w.range.bits, shape);  // v4: nibbles
         w.q = decode_lut(w.codes, w.lut);
       } else {
         w.q = integers(prefix + "q");

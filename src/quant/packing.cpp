@@ -126,8 +126,4 @@ at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape) {
   return out;
 }
 
-at::Tensor pack_uint4(const at::Tensor& codes) { return pack_unsigned_bits(codes, 4); }
-
-at::Tensor unpack_uint4(const at::Tensor& packed, at::IntArrayRef shape) { return unpack_unsigned_bits(packed, 4, shape); }
-
 }  // namespace dfq

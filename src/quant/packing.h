@@ -31,10 +31,9 @@ at::Tensor unpack_bits(const at::Tensor& packed, int bits, at::IntArrayRef shape
 at::Tensor pack_unsigned_bits(const at::Tensor& codes, int bits);
 at::Tensor unpack_unsigned_bits(const at::Tensor& packed, int bits, at::IntArrayRef shape);
 
-// The 4-bit cases. unpack_int4 is the integer engine's per-call path (vectorized).
+// The 4-bit case of the integer engine's packed kernels; unpack_int4 is their
+// per-call path (vectorized).
 at::Tensor pack_int4(const at::Tensor& values);                          // pack_bits(values, 4)
 at::Tensor unpack_int4(const at::Tensor& packed, at::IntArrayRef shape);  // unpack_bits(packed, 4, shape)
-at::Tensor pack_uint4(const at::Tensor& codes);                           // pack_unsigned_bits(codes, 4)
-at::Tensor unpack_uint4(const at::Tensor& packed, at::IntArrayRef shape);  // unpack_unsigned_bits(packed, 4, shape)
 
 }  // namespace dfq
