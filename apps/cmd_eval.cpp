@@ -12,6 +12,7 @@
 #include "core/import_torchscript.h"
 #include "core/runtime.h"
 #include "eval/evaluate.h"
+#include "eval/saved_outputs.h"
 #include "quant/artifact.h"
 #include "quant/integer_engine.h"
 #include "quant/simulate.h"
@@ -23,7 +24,7 @@ namespace dfq::cli {
 namespace {
 
 struct EvalCommand {
-  std::string model, qmodel, engine = "integer", kernels = "fast", data, json, class_names;
+  std::string model, qmodel, engine = "integer", kernels = "fast", data, json, class_names, save_outputs;
   PreprocessOptions preprocess;
   int64_t batch = 256, limit = 0;
   int threads = 0, decode_threads = 1;
@@ -64,6 +65,10 @@ static void describe_options(po::options_description& options, EvalCommand& cmd)
        "are matched by name, so a folder subset (e.g. a few ImageNet synsets) can be evaluated")
       ("skip-bad", po::bool_switch(&cmd.skip_bad), "skip unreadable images and non-image files, and count them")
       ("json", po::value(&cmd.json), "write the metrics as JSON to this file")
+      ("save-outputs", po::value(&cmd.save_outputs),
+       "write every input as the model saw it and its logits to this file (Python: torch.load gives a dict\n"
+       "{inputs: N x C x H x W, logits: N x K, labels: output index, paths: relative to --data}); held in\n"
+       "memory until the end (12 MB per 20 ImageNet images): use --limit on large folders")
       ("no-fold-bn", po::bool_switch(&cmd.no_fold_bn),
        "run batch norm as a separate op instead of folding it into the preceding convolution")
       ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
@@ -98,6 +103,9 @@ int run_eval(int argc, char** argv) {
 
   if (!cmd.json.empty())
     check_output("--json", cmd.json, {{"--model", cmd.model}, {"--qmodel", cmd.qmodel}, {"--class-names", cmd.class_names}});
+  if (!cmd.save_outputs.empty())
+    check_output("--save-outputs", cmd.save_outputs,
+                 {{"--model", cmd.model}, {"--qmodel", cmd.qmodel}, {"--class-names", cmd.class_names}, {"--json", cmd.json}});
 
   const int threads = set_threads(cmd.threads);
   std::unique_ptr<SimulatedModel> simulated;
@@ -162,7 +170,9 @@ int run_eval(int argc, char** argv) {
       fail_model_input(quantized ? cmd.qmodel : cmd.model, x, e.what());
     }
   };
-  const EvalResult result = evaluate(model, folder, outputs, pre, loader, cmd.quiet, cmd.predecode);
+  OutputRecorder recorder;
+  const EvalResult result = evaluate(cmd.save_outputs.empty() ? model : recorder.wrap(model), folder, outputs, pre,
+                                     loader, cmd.quiet, cmd.predecode);
   if (result.images == 0)  // only possible with --skip-bad: a 0/0 top-1 is no measurement
     fail("data folder '" + cmd.data + "'", "at least one readable image",
          "none (" + std::to_string(result.skipped) + " unreadable skipped by --skip-bad)");
@@ -198,6 +208,11 @@ int run_eval(int argc, char** argv) {
     j["bn_folded"] = folded;
     j["non_image_files_skipped"] = folder.skipped.size();
     write_file_atomic(cmd.json, j.dump(2) + "\n");
+  }
+  if (!cmd.save_outputs.empty()) {
+    recorder.save(cmd.save_outputs, folder, outputs, cmd.limit, result.skipped_files);
+    std::printf("outputs   %lld inputs and logits written to %s\n", static_cast<long long>(recorder.images()),
+                cmd.save_outputs.c_str());
   }
   return 0;
 }

@@ -63,6 +63,29 @@ for key in top1 top5 correct images seconds images_per_second; do
   grep -q "\"$key\"" "$tmp/e.json" && ok "JSON has $key" || bad "JSON has $key"
 done
 
+# --save-outputs: the inputs as the model saw them and its logits, for torch.load (tools/compare_outputs.py).
+expect "dfq eval --save-outputs writes the inputs and logits" 0 "outputs +600 inputs and logits written" -- \
+  "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --limit 600 --batch 128 --quiet \
+  --json "$tmp/so.json" --save-outputs "$tmp/so.pt"
+expect "dfq eval --save-outputs with a smaller --limit" 0 "outputs +100 inputs" -- \
+  "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --limit 100 --quiet --save-outputs "$tmp/so100.pt"
+if [ -s "$tmp/so.pt" ] && [ -s "$tmp/so100.pt" ] && [ "$(stat -c %s "$tmp/so100.pt")" -lt "$(stat -c %s "$tmp/so.pt")" ]; then
+  ok "saved outputs: non-empty, smaller with a smaller --limit"
+else bad "saved outputs: non-empty, smaller with a smaller --limit"; fi
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  if /usr/bin/python3 - "$tmp/so.pt" "$(json_field "$tmp/so.json" correct)" >"$tmp/out" 2>&1 <<'PY'
+import sys, torch
+d = torch.load(sys.argv[1])
+assert tuple(d["inputs"].shape) == (600, 1, 28, 28) and d["inputs"].dtype == torch.float32, d["inputs"].shape
+assert tuple(d["logits"].shape) == (600, 10) and d["labels"].dtype == torch.int64
+assert len(d["paths"]) == 600 and d["paths"][0].startswith("0_tshirt_top/"), d["paths"][:2]
+correct = int((d["logits"].argmax(1) == d["labels"]).sum())
+assert correct == int(sys.argv[2]), (correct, sys.argv[2])
+PY
+  then ok "torch.load reads the saved outputs; argmax of its logits gives the JSON's correct count"
+  else bad "torch.load reads the saved outputs; argmax of its logits gives the JSON's correct count"; fi
+else skip "saved outputs through torch.load: /usr/bin/python3 has no torch"; fi
+
 expect "cifar preset on a 1-channel model is refused" 1 "1 input channel" -- \
   "$dfq" eval --model "$model" --data "$data" --preset cifar --limit 10
 expect "unknown preset is refused" 1 "bogus.*cifar" -- "$dfq" eval --model "$model" --data "$data" --preset bogus
@@ -137,6 +160,17 @@ expect "reference kernels run too" 0 "reference kernels" -- \
   ok "fast and reference kernels give the same predictions" || bad "fast and reference kernels give the same predictions"
 grep -q '"overflows_int16"' "$tmp/qi.json" && ok "integer eval JSON reports accumulator widths" ||
   bad "integer eval JSON reports accumulator widths"
+expect "dfq eval --qmodel --save-outputs (integer engine)" 0 "outputs +20 inputs and logits written" -- \
+  "$dfq" eval --qmodel "$tmp/q.dfq" --data "$tmp/synth/png" --preset fashion-mnist --quiet --save-outputs "$tmp/qi.pt"
+expect "dfq eval --qmodel --save-outputs (simulated engine)" 0 "outputs +20 inputs and logits written" -- \
+  "$dfq" eval --qmodel "$tmp/q.dfq" --engine simulated --data "$tmp/synth/png" --preset fashion-mnist --quiet \
+  --save-outputs "$tmp/qs.pt"
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  expect "compare_outputs.py: integer vs simulated top-1 agreement" 0 "top-1 agreement [0-9]+/20" -- \
+    /usr/bin/python3 "$src/tools/compare_outputs.py" "$tmp/qi.pt" "$tmp/qs.pt"
+  expect "compare_outputs.py: dfq FP32 vs PyTorch on the saved inputs" 0 "relative error ([0-9.]+e-(0[5-9]|1[0-9])|0\.000e\+00)" -- \
+    /usr/bin/python3 "$src/tools/compare_outputs.py" --model "$model" "$tmp/so.pt"
+else skip "compare_outputs.py: /usr/bin/python3 has no torch"; fi
 expect "unknown --engine is refused" 1 "--engine.*integer or simulated" -- \
   "$dfq" eval --qmodel "$tmp/q.dfq" --engine float --data "$tmp/synth/png" --preset fashion-mnist
 expect "--kernels with the simulated engine is refused" 1 "--kernels.*--engine integer" -- \

@@ -98,7 +98,8 @@ EvalResult evaluate(const BatchModel& model, const ImageFolder& folder, const st
     std::snprintf(extra, sizeof extra, "top-1 %.2f %%", result.top1());
     progress.update(result.images + static_cast<int64_t>(loader.skipped_files().size()), extra);
   }
-  result.skipped = static_cast<int64_t>(loader.skipped_files().size());
+  result.skipped_files = loader.skipped_files();
+  result.skipped = static_cast<int64_t>(result.skipped_files.size());
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   progress.finish();
   return result;

@@ -21,6 +21,7 @@ struct EvalResult {
   int64_t correct_top1 = 0;
   int64_t correct_top5 = 0;  // top-k with k = min(5, classes)
   int64_t skipped = 0;       // unreadable images left out (--skip-bad)
+  std::vector<std::string> skipped_files;  // their paths, in scan order
   std::vector<int64_t> per_class_images, per_class_correct;
   double seconds = 0.0;      // wall time, decoding included unless pre-decoded
 
