@@ -8,7 +8,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/execute.h"
-#include "core/fold_batch_norm.h"
+#include "core/passes.h"
 #include "core/import_torchscript.h"
 #include "core/runtime.h"
 #include "eval/evaluate.h"

@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "test_util.h"
 #include "core/execute.h"
-#include "core/fold_batch_norm.h"
+#include "core/passes.h"
 #include "core/graph.h"
 #include "core/import_torchscript.h"
 #include "core/summary.h"
@@ -80,14 +80,13 @@ TEST(Importer, EveryFixtureMatchesTorchScript) {
 }
 
 TEST(Importer, FixturesCoverEveryOp) {
-  std::set<Op> seen;
+  std::set<const OpDef*> seen;
   for (const auto& entry : manifest()) {
     if (!entry["supported"].get<bool>()) continue;
     Graph g = import_torchscript((kFixtures / entry["file"].get<std::string>()).string());
     for (const Node& n : g.nodes) seen.insert(n.op);
   }
-  for (Op op : {Op::Input, Op::Conv2d, Op::BatchNorm, Op::ReLU, Op::Clamp, Op::Add, Op::Slice, Op::Pad, Op::MaxPool2d,
-                Op::AvgPool2d, Op::AdaptiveAvgPool2d, Op::Flatten, Op::Reshape, Op::Linear, Op::Cat, Op::Mean})
+  for (const OpDef* op : all_ops())  // scale is imported from aten::mul with a constant
     EXPECT_TRUE(seen.count(op)) << "no fixture exercises " << op_name(op);
 }
 
@@ -105,9 +104,41 @@ TEST(Importer, ReshapeFollowsTheBatchSize) {
 }
 
 TEST(Importer, RefusesUnsupportedOpNamingOpAndScope) {
-  const std::string message = error_of([] { import_torchscript((kFixtures / "unsupported_sigmoid.pt").string()); });
-  EXPECT_NE(message.find("aten::sigmoid"), std::string::npos) << message;
+  const std::string message = error_of([] { import_torchscript((kFixtures / "unsupported_cumsum.pt").string()); });
+  EXPECT_NE(message.find("aten::cumsum"), std::string::npos) << message;
   EXPECT_NE(message.find("'head'"), std::string::npos) << message;
+  const std::string norm = error_of([] { import_torchscript((kFixtures / "unsupported_layer_norm.pt").string()); });
+  EXPECT_NE(norm.find("aten::layer_norm"), std::string::npos) << norm;
+  EXPECT_NE(norm.find("'norm'"), std::string::npos) << norm;
+}
+
+TEST(Importer, RefusesModelsWhoseInputIsNotOneImage) {
+  const std::string vector = error_of([] { import_torchscript((kFixtures / "vector_input.pt").string()); });
+  EXPECT_NE(vector.find("image input N x C x H x W"), std::string::npos) << vector;
+  EXPECT_NE(vector.find("vector of 16 features"), std::string::npos) << vector;
+  const std::string two = error_of([] { import_torchscript((kFixtures / "two_inputs.pt").string()); });
+  EXPECT_NE(two.find("one image tensor"), std::string::npos) << two;
+  EXPECT_NE(two.find("taking 2 inputs"), std::string::npos) << two;
+}
+
+TEST(Importer, EveryOpHasOneDefinitionAndRunsItsRole) {
+  std::set<std::string> names, kinds;
+  for (const OpDef* op : all_ops()) {
+    EXPECT_TRUE(names.insert(op->name).second) << op->name;
+    EXPECT_EQ(&op_by_name(op->name), op);
+    EXPECT_NE(op->run, nullptr) << op->name;
+    for (const char* kind : op->aten) {
+      EXPECT_TRUE(kinds.insert(kind).second) << kind;
+      EXPECT_EQ(op_for_aten(kind), op) << kind;
+    }
+    // What each role needs from its op (op.h).
+    if (op->role == QuantRole::kTable) EXPECT_NE(op->pointwise, nullptr) << op->name;
+    if (op->role == QuantRole::kAverage) EXPECT_NE(op->pool, nullptr) << op->name;
+    if (op->role == QuantRole::kResample) EXPECT_NE(op->resample, nullptr) << op->name;
+    if (op->role == QuantRole::kClamp) EXPECT_NE(op->bounds, nullptr) << op->name;
+  }
+  EXPECT_EQ(op_for_aten("aten::cumsum"), nullptr);
+  EXPECT_NE(error_of([] { op_by_name("cumsum"); }).find("'cumsum'"), std::string::npos);
 }
 
 TEST(Importer, RefusesMissingAndNonTorchScriptFiles) {
@@ -150,13 +181,13 @@ TEST(Importer, ResNet20Structure) {
   const fs::path model = kShared / "weights" / "cifar10-resnet20.pt";
   if (!fs::exists(model)) GTEST_SKIP() << "../shared not found: " << model << " is needed for this test";
   Graph g = import_torchscript(model.string());
-  std::map<Op, int> counts;
+  std::map<const OpDef*, int> counts;
   for (const Node& n : g.nodes) counts[n.op]++;
   EXPECT_EQ(counts[Op::Conv2d], 19);
   EXPECT_EQ(counts[Op::BatchNorm], 19);
   EXPECT_EQ(counts[Op::Linear], 1);
   EXPECT_EQ(counts[Op::Add], 9);
-  EXPECT_EQ(counts[Op::Pad], 2);
+  EXPECT_EQ(counts[&op_by_name("pad")], 2);
   EXPECT_EQ(g.input_channels, 3);
   EXPECT_EQ(g.output_width(), 10);
   EXPECT_EQ(g.node(1).name, "conv1");
@@ -289,8 +320,9 @@ TEST(FoldBatchNorm, PreservesOutputsAndRemovesFoldableBatchNorms) {
   }
 }
 
-TEST(FoldBatchNorm, KeepsBatchNormWhoseConvOutputIsShared) {
-  // conv -> bn, and conv -> relu: folding would change what relu sees.
+TEST(FoldBatchNorm, BatchNormWhoseConvOutputIsSharedBecomesADepthwiseConvolution) {
+  // conv -> bn, and conv -> relu: folding would change what relu sees, so the
+  // BN becomes a 1x1 depthwise convolution of its own (DenseNet's BN after a cat too).
   Graph g;
   g.source = "test";
   Node input{0, "input", Op::Input, {}, {}, {}};
@@ -308,7 +340,15 @@ TEST(FoldBatchNorm, KeepsBatchNormWhoseConvOutputIsShared) {
   g.output = 4;
   validate(g);
   Graph folded = fold_batch_norms(g);
-  EXPECT_EQ(folded.batch_norm_nodes().size(), 1u);
+  EXPECT_EQ(folded.batch_norm_nodes().size(), 0u);
+  ASSERT_EQ(folded.nodes.size(), 5u);
+  EXPECT_EQ(folded.nodes[2].op, Op::Conv2d);
+  EXPECT_EQ(folded.nodes[2].name, "bn");
+  EXPECT_EQ(folded.nodes[2].attrs.i("groups"), 2);
+  // k = 2 / sqrt(4 + 1e-5), bias = 1 - 1 * k, from the BN above.
+  const double k = 2.0 / std::sqrt(4.0 + 1e-5);
+  EXPECT_NEAR(folded.nodes[2].param("weight").flatten()[1].item<double>(), k, 1e-6);
+  EXPECT_NEAR(folded.nodes[2].param("bias")[0].item<double>(), 1.0 - k, 1e-6);
   const at::Tensor x = seeded_input({1, 2, 3, 3}, 2);
   EXPECT_LE(max_abs_diff(forward(folded, x), forward(g, x)), 1e-6);
 }

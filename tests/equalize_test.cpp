@@ -11,7 +11,7 @@
 
 #include "core/error.h"
 #include "core/execute.h"
-#include "core/fold_batch_norm.h"
+#include "core/passes.h"
 #include "core/import_torchscript.h"
 #include "quant/equalize.h"
 #include "quant/quantize.h"
@@ -83,7 +83,7 @@ struct Builder {
     g.input_channels = channels;
     g.source = "handmade";
   }
-  Node& add(Op op, const std::string& name, std::vector<int> inputs) {
+  Node& add(const OpDef* op, const std::string& name, std::vector<int> inputs) {
     Node n;
     n.id = static_cast<int>(g.nodes.size());
     n.name = name;
@@ -262,9 +262,9 @@ TEST(Equalize, RangesMatchAcrossGroupedChainsAndLinearPairs) {
   x = b.conv(x, "b", spread_weight({6, 2, 1, 1}, 2), 3, 0);  // grouped, 3 groups of 2
   x = b.clamp(x, "b.relu", 0.0, INFINITY);
   x = b.conv(x, "c", spread_weight({12, 1, 3, 3}, 3), 6, 1);  // depthwise, multiplier 2
-  Node& pool = b.add(Op::AdaptiveAvgPool2d, "pool", {x});
+  Node& pool = b.add(&op_by_name("adaptive_avg_pool2d"), "pool", {x});
   pool.attrs.ints["output_size"] = {1, 1};
-  Node& flatten = b.add(Op::Flatten, "flatten", {pool.id});
+  Node& flatten = b.add(&op_by_name("flatten"), "flatten", {pool.id});
   flatten.attrs.ints = {{"start_dim", {1}}, {"end_dim", {-1}}};
   x = b.linear(flatten.id, "d", spread_weight({8, 12}, 4));
   x = b.relu(x, "d.relu");

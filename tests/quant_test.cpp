@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 #include "core/execute.h"
-#include "core/fold_batch_norm.h"
+#include "core/passes.h"
 #include "core/import_torchscript.h"
 #include "quant/artifact.h"
 #include "quant/integer_engine.h"

@@ -13,30 +13,13 @@
 #include <string>
 #include <vector>
 
-namespace dfq {
+#include "core/op.h"
 
-enum class Op {
-  Input,              // the network input, NCHW float
-  Conv2d,             // params weight [O, I/groups, kH, kW], optional bias [O]; stride, padding, dilation, groups
-  BatchNorm,          // inference mode: params weight, bias, running_mean, running_var; eps
-  ReLU,               // max(x, 0)
-  Clamp,              // min(max(x, min), max): ReLU6, hardtanh, clamp
-  Add,                // inputs[0] + alpha * inputs[1]
-  Slice,              // x.slice(dim, start, end, step)
-  Pad,                // constant pad; pads in torch order (last dim first), value
-  MaxPool2d,          // kernel, stride, padding, dilation, ceil_mode
-  AvgPool2d,          // kernel, stride, padding, ceil_mode, count_include_pad, divisor_override (0 = none)
-  AdaptiveAvgPool2d,  // output_size [2]
-  Flatten,            // start_dim, end_dim
-  Reshape,            // shape (-1 allowed); shape_from_input[i] >= 0 copies that input dim at run time
-  Linear,             // params weight [O, I], optional bias [O]
-  Cat,                // concatenation of all inputs along dim
-  Mean,               // dims, keepdim
-};
+namespace dfq {
 
 // Stable lower-case name of an op ("conv2d", "batch_norm", ...), used in
 // reports and files.
-const char* op_name(Op op);
+inline const char* op_name(const OpDef* op) { return op->name; }
 
 // Named integer-list and real attributes. Accessors throw dfq::Error naming
 // the attribute when it is missing, so a malformed graph fails loudly.
@@ -52,7 +35,7 @@ struct Attrs {
 struct Node {
   int id = 0;
   std::string name;  // unique; the module scope it came from, e.g. "layer1.0.conv1"
-  Op op = Op::Input;
+  const OpDef* op = Op::Input;  // op.h: everything about it
   std::vector<int> inputs;
   Attrs attrs;
   std::map<std::string, at::Tensor> params;  // float32, contiguous

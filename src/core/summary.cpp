@@ -7,56 +7,10 @@
 #include <sstream>
 
 #include "core/execute.h"
+#include "core/op_util.h"
 
 namespace dfq {
 namespace {
-
-std::string join(const std::vector<int64_t>& values, const char* sep) {
-  std::string out;
-  for (size_t i = 0; i < values.size(); ++i) out += (i ? sep : "") + std::to_string(values[i]);
-  return out;
-}
-
-std::string describe(const Node& n) {
-  const Attrs& a = n.attrs;
-  char buffer[160];
-  switch (n.op) {
-    case Op::Conv2d: {
-      const at::Tensor& w = n.param("weight");
-      std::snprintf(buffer, sizeof buffer, "%lldx%lld s%s p%s d%s g%lld %lld->%lld",
-                    static_cast<long long>(w.size(2)), static_cast<long long>(w.size(3)),
-                    join(a.list("stride"), ",").c_str(), join(a.list("padding"), ",").c_str(),
-                    join(a.list("dilation"), ",").c_str(), static_cast<long long>(a.i("groups")),
-                    static_cast<long long>(w.size(1) * a.i("groups")), static_cast<long long>(w.size(0)));
-      return buffer;
-    }
-    case Op::BatchNorm:
-      std::snprintf(buffer, sizeof buffer, "%lld ch eps=%g", static_cast<long long>(n.param("running_mean").size(0)),
-                    a.f("eps"));
-      return buffer;
-    case Op::Clamp: std::snprintf(buffer, sizeof buffer, "[%g, %g]", a.f("min"), a.f("max")); return buffer;
-    case Op::Add: return a.f("alpha") == 1.0 ? "" : "alpha=" + std::to_string(a.f("alpha"));
-    case Op::Slice:
-      return "dim " + std::to_string(a.i("dim")) + " [" + std::to_string(a.i("start")) + ":" +
-             (a.i("end") == INT64_MAX ? std::string() : std::to_string(a.i("end"))) + ":" + std::to_string(a.i("step")) +
-             "]";
-    case Op::Pad: return "pads " + join(a.list("pads"), ",");
-    case Op::MaxPool2d:
-    case Op::AvgPool2d:
-      return "k" + join(a.list("kernel"), "x") + " s" + join(a.list("stride"), ",") + " p" +
-             join(a.list("padding"), ",") + (a.i("ceil_mode") ? " ceil" : "");
-    case Op::AdaptiveAvgPool2d: return "out " + join(a.list("output_size"), "x");
-    case Op::Flatten: return "dims " + std::to_string(a.i("start_dim")) + ".." + std::to_string(a.i("end_dim"));
-    case Op::Reshape: return "shape " + join(a.list("shape"), ",");
-    case Op::Linear: {
-      const at::Tensor& w = n.param("weight");
-      return std::to_string(w.size(1)) + "->" + std::to_string(w.size(0));
-    }
-    case Op::Cat: return "dim " + std::to_string(a.i("dim"));
-    case Op::Mean: return "dims " + join(a.list("dims"), ",") + (a.i("keepdim") ? " keepdim" : "");
-    default: return "";
-  }
-}
 
 class ShapeRecorder : public Observer {
  public:
@@ -74,7 +28,7 @@ class ShapeRecorder : public Observer {
 std::vector<NodeSummary> summarize(const Graph& graph, const std::vector<int64_t>& input_shape) {
   std::vector<NodeSummary> nodes;
   for (const Node& n : graph.nodes)
-    nodes.push_back({n.id, n.name, op_name(n.op), n.inputs, {}, parameter_count(n), describe(n)});
+    nodes.push_back({n.id, n.name, op_name(n.op), n.inputs, {}, parameter_count(n), n.op->describe ? n.op->describe(n) : std::string()});
   if (!input_shape.empty()) {
     c10::InferenceMode guard;
     ShapeRecorder recorder(nodes);

@@ -27,9 +27,6 @@ constexpr char kMagic[8] = {'D', 'F', 'Q', 'M', 'O', 'D', 'E', 'L'};
 // (packing.h), so 3-, 5- and 6-bit layers take the size the bit allocation
 // counts. Version 4 files are still read (nibbles for <= 4 bits, else int8).
 constexpr uint32_t kVersion = 5, kOldestReadable = 4;
-constexpr Op kAllOps[] = {Op::Input, Op::Conv2d, Op::BatchNorm, Op::ReLU, Op::Clamp, Op::Add, Op::Slice, Op::Pad,
-                          Op::MaxPool2d, Op::AvgPool2d, Op::AdaptiveAvgPool2d, Op::Flatten, Op::Reshape,
-                          Op::Linear, Op::Cat, Op::Mean};
 
 template <typename T>
 void put(std::string& out, T value) {
@@ -55,9 +52,9 @@ at::ScalarType dtype_of(const std::string& name) {
   throw std::runtime_error("unknown tensor dtype '" + name + "'");
 }
 
-Op op_of(const std::string& name) {
-  for (Op op : kAllOps)
-    if (name == op_name(op)) return op;
+const OpDef* op_of(const std::string& name) {
+  for (const OpDef* op : all_ops())
+    if (name == op->name) return op;
   throw std::runtime_error("unknown op '" + name + "'");
 }
 
@@ -223,8 +220,8 @@ QuantizedModel load_quantized_model(const std::string& path) {
     model.graph.source = g.at("source").get<std::string>();
     for (const auto& [key, jw] : h.at("weights").items()) {
       const int id = node_id(key, model.graph.nodes.size());
-      const Op op = model.graph.nodes[static_cast<size_t>(id)].op;
-      if (op != Op::Conv2d && op != Op::Linear) throw std::runtime_error("weight of node " + key + ", a " + op_name(op));
+      const OpDef* op = model.graph.nodes[static_cast<size_t>(id)].op;
+      if (op->role != QuantRole::kWeighted) throw std::runtime_error("weight of node " + key + ", a " + op_name(op));
       if (integer<int>(jw.at("zero_point")) != 0) throw std::runtime_error("non-zero weight zero point");
       WeightQuant w;
       w.range = QuantRange{integer<int>(jw.at("bits")), jw.at("signed").get<bool>()};

@@ -54,7 +54,7 @@
 // Absorption needs statistics (pairs without them are skipped) and a ReLU
 // between the layers (a pair with nothing between has no range to shrink).
 //
-// Contract: the graph must be BN-folded (core/fold_batch_norm.h); only
+// Contract: the graph must be BN-folded (core/passes.h); only
 // Conv2d -> [ReLU | Clamp(0, M)] -> Conv2d and Linear -> [act] -> Linear pairs
 // are used, where layer1's output and the activation are each read by exactly
 // one node (not a residual Add, not the graph output). Parameters are replaced

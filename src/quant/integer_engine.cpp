@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/execute.h"
+#include "core/op.h"
 #include "quant/dyadic.h"
 #include "quant/simulate.h"
 
@@ -35,21 +36,9 @@ void with_int_type(at::ScalarType type, F&& f) {
   else fail("integer engine value", "int8 or uint8", std::string(c10::toString(type)));
 }
 
-// Output bounds of a point: its range, narrowed by a ReLU/Clamp applied before
-// it: round(clamp(x, a, b) / s) = clamp(round(x / s), round(a / s), round(b / s)).
 struct Bounds {
   int64_t lo = 0, hi = 0;
 };
-Bounds bounds_of(const ActivationQuant& q, const Node* activation) {
-  Bounds b{q.range.qmin(), q.range.qmax()};
-  if (!activation) return b;
-  const double lo = activation->op == Op::ReLU ? 0.0 : activation->attrs.f("min");
-  const double hi = activation->op == Op::ReLU ? INFINITY : activation->attrs.f("max");
-  auto rounded = [&](double v) { return std::copysign(std::floor(std::fabs(v) / q.scale + 0.5), v); };
-  if (std::isfinite(lo)) b.lo = std::max<int64_t>(b.lo, static_cast<int64_t>(std::max(rounded(lo), -1e15)));
-  if (std::isfinite(hi)) b.hi = std::min<int64_t>(b.hi, static_cast<int64_t>(std::min(rounded(hi), 1e15)));
-  return b;
-}
 
 // Per-channel requantization constants, repeated for `tile_rows` pixels so
 // the loops run over long contiguous spans (a pixel has only 16-64 channels,
@@ -70,249 +59,6 @@ struct ChannelRequant {
 };
 
 int64_t max_abs(QuantRange r) { return std::max(std::abs(r.qmin()), std::abs(r.qmax())); }
-
-}  // namespace
-
-struct IntegerEngine::Step {
-  enum Kind { kInput, kWeight, kAdd, kActivation, kPool, kCat, kExact, kPassThrough, kFloatOutput };
-  Kind kind = kExact;
-  const Node* node = nullptr;
-  // Output quantization (kInput, kWeight, kAdd, kActivation, kPool, kCat).
-  double scale = 1.0;
-  QuantRange range;
-  Bounds bounds;
-  bool float_output = false;  // kWeight: the graph output, acc * unit in float
-  bool to_add = false;        // kWeight: read only by an Add, which requantizes the accumulator
-  int accumulator_input = -1;  // kAdd: the input that is an accumulator (requant: per channel)
-  int64_t worst_accumulator = 0;  // kWeight: max |acc + bias| over channels
-  // kWeight
-  std::unique_ptr<IntConv2d> conv, conv_residual;
-  std::unique_ptr<IntLinear> linear, linear_residual;
-  std::vector<int64_t> residual_shift, bias;
-  ChannelRequant requant;          // kWeight: per output channel
-  std::vector<Dyadic> multiplier;  // per input (kAdd, kCat), or one (kActivation)
-  std::vector<double> unit;        // kWeight float output
-  bool keep_4d = true;              // kPool: a Mean without keepdim returns N x C
-  std::vector<double> input_scales;  // kPool, kFloatOutput
-};
-
-IntegerEngine::~IntegerEngine() = default;
-
-IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : graph_(model.graph) {
-  // The engine multiplies only integers: its copy of the graph drops the float
-  // weights of Conv2d/Linear nodes, so the kernels hold the only copy.
-  for (Node& n : graph_.nodes)
-    if (n.op == Op::Conv2d || n.op == Op::Linear) n.params.clear();
-  const Graph& g = graph_;  // steps point into the engine's own copy
-  output_ = g.output;
-  const ActivationPoints points = activation_points(g);
-  std::vector<int> readers(g.nodes.size(), 0), sole_reader(g.nodes.size(), -1);
-  for (const Node& n : g.nodes)
-    for (int in : n.inputs) readers[static_cast<size_t>(in)]++, sole_reader[static_cast<size_t>(in)] = n.id;
-  auto point_of = [&](int id) -> const ActivationQuant& {
-    const int src = points.scale_source[static_cast<size_t>(id)];
-    const auto it = model.activations.find(src);
-    if (src < 0 || it == model.activations.end())
-      fail("integer engine: node '" + g.node(id).name + "'", "a quantized value", "no quantization point");
-    return it->second;
-  };
-  steps_.resize(g.nodes.size());
-  for (const Node& n : g.nodes) {
-    auto step = std::make_unique<Step>();
-    Step& s = *step;
-    s.node = &n;
-    const size_t id = static_cast<size_t>(n.id);
-    const bool is_output = n.id == g.output;
-    // A Conv2d/Linear/Add that feeds only a ReLU/Clamp point produces that point.
-    const Node* fused = nullptr;
-    // (When that activation is the graph output, neither is quantized: both run
-    // to float, as in the simulated engine.)
-    bool float_tail = false;
-    if ((n.op == Op::Conv2d || n.op == Op::Linear || n.op == Op::Add) && !is_output &&
-        points.scale_source[id] < 0 && sole_reader[id] >= 0 &&
-        (g.node(sole_reader[id]).op == Op::ReLU || g.node(sole_reader[id]).op == Op::Clamp)) {
-      fused = &g.node(sole_reader[id]);
-      if (fused->id == g.output) fused = nullptr, float_tail = true;
-    }
-    auto set_output = [&](const ActivationQuant& q, const Node* activation) {
-      s.scale = q.scale;
-      s.range = q.range;
-      s.bounds = bounds_of(q, activation);
-    };
-    const ActivationQuant* own = model.activations.count(n.id) ? &model.activations.at(n.id) : nullptr;
-    switch (n.op) {
-      case Op::Input:
-        s.kind = Step::kInput;
-        set_output(*own, nullptr);
-        break;
-      case Op::Conv2d:
-      case Op::Linear: {
-        s.kind = Step::kWeight;
-        const WeightQuant& w = model.weights.at(n.id);
-        const ActivationQuant& in = point_of(n.inputs[0]);
-        // <= 4-bit integers stay packed in memory; a lookup table's levels span int8.
-        const WeightStorage storage =
-            w.range.bits <= 4 && !w.lut.defined() ? WeightStorage::kPacked4 : WeightStorage::kInt8;
-        if (n.op == Op::Conv2d) {
-          const auto& a = n.attrs;
-          const IntConvGeometry geo{a.list("stride")[0], a.list("stride")[1], a.list("padding")[0], a.list("padding")[1],
-                                    a.list("dilation")[0], a.list("dilation")[1], a.i("groups")};
-          s.conv = std::make_unique<IntConv2d>(w.q, geo, kernel, storage);
-          if (w.residual.defined()) s.conv_residual = std::make_unique<IntConv2d>(w.residual, geo, kernel, storage);
-        } else {
-          s.linear = std::make_unique<IntLinear>(w.q, kernel, storage);
-          if (w.residual.defined()) s.linear_residual = std::make_unique<IntLinear>(w.residual, kernel, storage);
-        }
-        const at::Tensor bias = integer_bias(w, in.scale);
-        const at::Tensor unit = accumulator_unit(w, in.scale);
-        const int64_t channels = w.q.size(0);
-        s.bias.assign(bias.data_ptr<int64_t>(), bias.data_ptr<int64_t>() + channels);
-        s.unit.assign(unit.data_ptr<double>(), unit.data_ptr<double>() + channels);
-        if (w.residual.defined()) {
-          const at::Tensor k = w.residual_shift.to(at::kLong).contiguous();
-          s.residual_shift.assign(k.data_ptr<int64_t>(), k.data_ptr<int64_t>() + channels);
-        }
-        // Worst-case accumulator, for the report and the multiplier's headroom.
-        const at::Tensor l1 = w.q.to(at::kLong).abs().reshape({channels, -1}).sum(1);
-        const at::Tensor l1_residual =
-            w.residual.defined() ? w.residual.to(at::kLong).abs().reshape({channels, -1}).sum(1) : at::zeros_like(l1);
-        int64_t worst = 0;
-        for (int64_t o = 0; o < channels; ++o) {
-          const int64_t k = s.residual_shift.empty() ? 0 : s.residual_shift[static_cast<size_t>(o)];
-          const int64_t acc = ((l1[o].item<int64_t>() << k) + l1_residual[o].item<int64_t>()) * max_abs(in.range) +
-                              std::abs(s.bias[static_cast<size_t>(o)]);
-          worst = std::max(worst, acc);
-        }
-        s.worst_accumulator = worst;
-        AccumulatorReport r{n.name, worst, 1, false};
-        while (r.bits < 63 && (int64_t{1} << (r.bits - 1)) <= worst) ++r.bits;
-        r.overflows_int16 = r.bits > 16;
-        report_.push_back(r);
-        if (is_output || float_tail) {
-          s.float_output = true;
-        } else if (points.scale_source[id] < 0 && !fused) {
-          s.to_add = true;  // activation_points(): the sole reader is an Add
-        } else {
-          set_output(fused ? point_of(fused->id) : *own, fused);
-          const int bits = multiplier_bits_for(worst);
-          s.requant.bias = s.bias;
-          s.requant.residual_shift = s.residual_shift;
-          for (int64_t o = 0; o < channels; ++o) {
-            const Dyadic d = to_dyadic(s.unit[static_cast<size_t>(o)] / s.scale, bits);
-            s.requant.multiplier.push_back(d.multiplier);
-            s.requant.shift.push_back(d.shift);
-            s.requant.half.push_back(d.shift > 0 ? int64_t{1} << (d.shift - 1) : 0);
-          }
-          s.requant.tile(channels);
-        }
-        break;
-      }
-      case Op::Add: {
-        if (is_output || float_tail) {
-          s.kind = Step::kFloatOutput;
-          break;
-        }
-        s.kind = Step::kAdd;
-        set_output(fused ? point_of(fused->id) : *own, fused);
-        const double alpha = n.attrs.f("alpha");
-        s.accumulator_input = points.accumulator_input[id];
-        if (s.accumulator_input < 0) {
-          s.multiplier = to_dyadic_sum({point_of(n.inputs[0]).scale / s.scale, alpha * point_of(n.inputs[1]).scale / s.scale});
-          break;
-        }
-        // One branch is a Conv2d/Linear accumulator (acc + bias in units unit[o]):
-        // per channel, both branches on one shift.
-        const int a = s.accumulator_input, b = 1 - a;
-        const Step& producer = *steps_[static_cast<size_t>(n.inputs[static_cast<size_t>(a)])];
-        const double weight_a = a == 1 ? alpha : 1.0, weight_b = b == 1 ? alpha : 1.0;
-        const double ratio_b = weight_b * point_of(n.inputs[static_cast<size_t>(b)]).scale / s.scale;
-        const int bits = multiplier_bits_for(std::max<int64_t>(producer.worst_accumulator, 255));
-        s.requant.bias = producer.bias;
-        for (size_t o = 0; o < producer.unit.size(); ++o) {
-          const std::vector<Dyadic> d = to_dyadic_sum({weight_a * producer.unit[o] / s.scale, ratio_b}, bits);
-          s.requant.multiplier.push_back(d[0].multiplier);
-          s.requant.multiplier_b.push_back(d[1].multiplier);
-          s.requant.shift.push_back(d[0].shift);
-          s.requant.half.push_back(d[0].shift > 0 ? int64_t{1} << (d[0].shift - 1) : 0);
-        }
-        s.requant.tile(static_cast<int64_t>(producer.unit.size()));
-        break;
-      }
-      case Op::ReLU:
-      case Op::Clamp: {
-        if (is_output) {
-          s.kind = Step::kFloatOutput;
-          break;
-        }
-        const int producer = n.inputs[0];
-        const Node& p = g.node(producer);
-        const bool produced_fused = (p.op == Op::Conv2d || p.op == Op::Linear || p.op == Op::Add) &&
-                                    points.scale_source[static_cast<size_t>(producer)] < 0 && producer != g.output;
-        if (produced_fused) {
-          s.kind = Step::kPassThrough;
-          break;
-        }
-        s.kind = Step::kActivation;
-        set_output(*own, &n);
-        s.multiplier = {to_dyadic(point_of(producer).scale / s.scale)};
-        break;
-      }
-      case Op::AvgPool2d:
-      case Op::AdaptiveAvgPool2d:
-      case Op::Mean:
-        s.kind = is_output ? Step::kFloatOutput : Step::kPool;
-        if (!is_output) set_output(*own, nullptr);
-        break;
-      case Op::Cat:
-        if (is_output) {
-          s.kind = Step::kFloatOutput;
-          break;
-        }
-        s.kind = Step::kCat;
-        set_output(*own, nullptr);
-        for (int in : n.inputs) s.multiplier.push_back(to_dyadic(point_of(in).scale / s.scale));
-        break;
-      case Op::Slice:
-      case Op::Pad:
-      case Op::MaxPool2d:
-      case Op::Flatten:
-      case Op::Reshape:
-        s.kind = is_output ? Step::kFloatOutput : Step::kExact;
-        break;
-      case Op::BatchNorm:
-        fail("integer engine: node '" + n.name + "'", "a BatchNorm folded into its convolution", "an unfolded one");
-    }
-    if (s.kind == Step::kPool) s.input_scales.push_back(point_of(n.inputs[0]).scale);
-    if (s.kind == Step::kFloatOutput)  // 0: the input is already float (a float tail)
-      for (int in : n.inputs)
-        s.input_scales.push_back(points.scale_source[static_cast<size_t>(in)] < 0 ? 0.0 : point_of(in).scale);
-    if (n.op == Op::Mean && s.kind == Step::kPool) {
-      std::vector<int64_t> dims = n.attrs.list("dims");
-      for (int64_t& d : dims) d = d < 0 ? d + 4 : d;
-      std::sort(dims.begin(), dims.end());
-      if (dims != std::vector<int64_t>{2, 3})
-        fail("integer engine: node '" + n.name + "' (mean)", "a mean over the spatial dimensions 2 and 3",
-             "dims " + c10::str(n.attrs.list("dims")));
-      s.keep_4d = n.attrs.i("keepdim") != 0;
-    }
-    RequantizationReport requant{n.name, {}};
-    if (s.kind == Step::kWeight && !s.float_output && !s.to_add) {
-      for (size_t o = 0; o < s.unit.size(); ++o)  // the first row of the tiled constants
-        requant.multipliers.push_back(Dyadic{s.requant.multiplier[o], static_cast<int>(s.requant.shift[o])});
-    } else if (s.kind == Step::kAdd && s.accumulator_input >= 0) {
-      const size_t channels = steps_[static_cast<size_t>(n.inputs[static_cast<size_t>(s.accumulator_input)])]->unit.size();
-      for (size_t o = 0; o < channels; ++o)
-        for (int64_t m : {s.requant.multiplier[o], s.requant.multiplier_b[o]})
-          requant.multipliers.push_back(Dyadic{m, static_cast<int>(s.requant.shift[o])});
-    } else if (s.kind == Step::kAdd || s.kind == Step::kActivation || s.kind == Step::kCat) {
-      requant.multipliers = s.multiplier;
-    }
-    if (!requant.multipliers.empty()) requantizations_.push_back(std::move(requant));
-    steps_[id] = std::move(step);
-  }
-}
-
-namespace {
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 // x86-64-v4 (AVX-512 with 64-bit multiplies) and AVX2 clones of the
@@ -485,69 +231,18 @@ void add_accumulator(const at::Tensor& acc, const at::Tensor& other, const Chann
   else fail("integer engine accumulator", "int32 or int64", std::string(c10::toString(acc.scalar_type())));
 }
 
-// Output length of a pooling window sweep (ATen's rule, ceil_mode included).
-int64_t pooled_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation, bool ceil_mode) {
-  const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
-  int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
-  if (ceil_mode && (out - 1) * stride >= in + pad) --out;  // the last window must start inside
-  return out;
-}
-
-struct Window {
-  int64_t h0, h1, w0, w1, divisor;
-};
-
-// The averaging windows of AvgPool2d, AdaptiveAvgPool2d or a spatial Mean, per
-// output position, with ATen's divisors.
-std::vector<Window> average_windows(const Node& n, int64_t h, int64_t w, int64_t& out_h, int64_t& out_w) {
-  std::vector<Window> windows;
-  const Attrs& a = n.attrs;
-  if (n.op == Op::Mean) {
-    out_h = out_w = 1;
-    windows.push_back({0, h, 0, w, h * w});
-  } else if (n.op == Op::AdaptiveAvgPool2d) {
-    out_h = a.list("output_size")[0], out_w = a.list("output_size")[1];
-    for (int64_t i = 0; i < out_h; ++i)
-      for (int64_t j = 0; j < out_w; ++j) {
-        const int64_t h0 = i * h / out_h, h1 = ((i + 1) * h + out_h - 1) / out_h;
-        const int64_t w0 = j * w / out_w, w1 = ((j + 1) * w + out_w - 1) / out_w;
-        windows.push_back({h0, h1, w0, w1, (h1 - h0) * (w1 - w0)});
-      }
-  } else {
-    const auto& k = a.list("kernel");
-    const auto& st = a.list("stride");
-    const auto& p = a.list("padding");
-    const bool ceil_mode = a.i("ceil_mode") != 0, include_pad = a.i("count_include_pad") != 0;
-    const int64_t divisor_override = a.i("divisor_override");
-    out_h = pooled_size(h, k[0], st[0], p[0], 1, ceil_mode);
-    out_w = pooled_size(w, k[1], st[1], p[1], 1, ceil_mode);
-    for (int64_t i = 0; i < out_h; ++i)
-      for (int64_t j = 0; j < out_w; ++j) {
-        int64_t h0 = i * st[0] - p[0], w0 = j * st[1] - p[1];
-        int64_t h1 = std::min(h0 + k[0], h + p[0]), w1 = std::min(w0 + k[1], w + p[1]);
-        const int64_t padded = (h1 - h0) * (w1 - w0);
-        h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
-        h1 = std::min(h1, h), w1 = std::min(w1, w);
-        const int64_t divisor = divisor_override > 0 ? divisor_override : include_pad ? padded : (h1 - h0) * (w1 - w0);
-        windows.push_back({h0, h1, w0, w1, divisor});
-      }
-  }
-  return windows;
-}
-
 // Window sums (int64) requantized by ratio / divisor; x channels-last.
-at::Tensor average_pool(const Node& n, const at::Tensor& x, double ratio, QuantRange range, bool keep_4d) {
+at::Tensor average_pool(const PoolGeometry& geo, const at::Tensor& x, double ratio, QuantRange range) {
   const int64_t batch = x.size(0), channels = x.size(1), h = x.size(2), w = x.size(3);
-  int64_t out_h = 0, out_w = 0;
-  const std::vector<Window> windows = average_windows(n, h, w, out_h, out_w);
   std::map<int64_t, Dyadic> by_divisor;  // computed once per call, outside the loops
   std::vector<Dyadic> multiplier;
-  for (const Window& win : windows) {
+  for (const PoolWindow& win : geo.windows) {
     auto it = by_divisor.find(win.divisor);
-    if (it == by_divisor.end()) it = by_divisor.emplace(win.divisor, to_dyadic(ratio / static_cast<double>(win.divisor))).first;
+    if (it == by_divisor.end())
+      it = by_divisor.emplace(win.divisor, to_dyadic(ratio / static_cast<double>(win.divisor))).first;
     multiplier.push_back(it->second);
   }
-  at::Tensor out = empty_like_layout({batch, channels, out_h, out_w}, storage_type(range));
+  at::Tensor out = empty_like_layout({batch, channels, geo.out_h, geo.out_w}, storage_type(range));
   const int64_t lo = range.qmin(), hi = range.qmax();
   with_int_type(x.scalar_type(), [&](auto* tx) {
     using X = std::remove_pointer_t<decltype(tx)>;
@@ -555,12 +250,12 @@ at::Tensor average_pool(const Node& n, const at::Tensor& x, double ratio, QuantR
       using Y = std::remove_pointer_t<decltype(ty)>;
       const X* px = reinterpret_cast<const X*>(x.data_ptr());
       Y* py = reinterpret_cast<Y*>(out.data_ptr());
-      const int64_t positions = static_cast<int64_t>(windows.size());
+      const int64_t positions = static_cast<int64_t>(geo.windows.size());
       at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
         std::vector<int64_t> sum(static_cast<size_t>(channels));
         for (int64_t b = begin; b < end; ++b)
           for (int64_t k = 0; k < positions; ++k) {
-            const Window& win = windows[static_cast<size_t>(k)];
+            const PoolWindow& win = geo.windows[static_cast<size_t>(k)];
             std::fill(sum.begin(), sum.end(), 0);
             for (int64_t i = win.h0; i < win.h1; ++i)
               for (int64_t j = win.w0; j < win.w1; ++j) {
@@ -569,54 +264,566 @@ at::Tensor average_pool(const Node& n, const at::Tensor& x, double ratio, QuantR
               }
             Y* o = py + (b * positions + k) * channels;
             const Dyadic m = multiplier[static_cast<size_t>(k)];
-            for (int64_t c = 0; c < channels; ++c) o[c] = static_cast<Y>(clamp_to(requantize(sum[static_cast<size_t>(c)], m), lo, hi));
+            for (int64_t c = 0; c < channels; ++c)
+              o[c] = static_cast<Y>(clamp_to(requantize(sum[static_cast<size_t>(c)], m), lo, hi));
           }
       });
     });
   });
-  return keep_4d ? out : out.reshape({batch, channels});
+  return geo.keep_4d ? out : out.reshape({batch, channels});
 }
 
-// MaxPool2d on integers (ATen's max_pool2d has no integer kernels); padding
-// never wins (the implicit -inf of ATen).
-at::Tensor max_pool(const Node& n, const at::Tensor& x) {
-  const Attrs& a = n.attrs;
-  const auto& k = a.list("kernel");
-  const auto& st = a.list("stride");
-  const auto& p = a.list("padding");
-  const auto& d = a.list("dilation");
-  const bool ceil_mode = a.i("ceil_mode") != 0;
-  const int64_t batch = x.size(0), channels = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t out_h = pooled_size(h, k[0], st[0], p[0], d[0], ceil_mode);
-  const int64_t out_w = pooled_size(w, k[1], st[1], p[1], d[1], ceil_mode);
-  at::Tensor out = empty_like_layout({batch, channels, out_h, out_w}, x.scalar_type());
+// Applies y[i] = f(x[i]) elementwise over int8/uint8 tensors of one shape.
+template <class F>
+void map_integers(const at::Tensor& x, at::Tensor& y, F&& f) {
   with_int_type(x.scalar_type(), [&](auto* tx) {
     using X = std::remove_pointer_t<decltype(tx)>;
-    const X* px = reinterpret_cast<const X*>(x.data_ptr());
-    X* py = reinterpret_cast<X*>(out.data_ptr());
-    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b)
-        for (int64_t i = 0; i < out_h; ++i)
+    with_int_type(y.scalar_type(), [&](auto* ty) {
+      using Y = std::remove_pointer_t<decltype(ty)>;
+      const X* px = reinterpret_cast<const X*>(x.data_ptr());
+      Y* py = reinterpret_cast<Y*>(y.data_ptr());
+      at::parallel_for(0, x.numel(), 4096, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) py[i] = static_cast<Y>(f(int64_t{px[i]}));
+      });
+    });
+  });
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Steps: one prepared object per node, by the node's quantization role (op.h).
+
+// What a step's constructor reads.
+struct IntegerEngine::Context {
+  const QuantizedModel& model;
+  const Graph& graph;
+  const ActivationPoints& points;
+  IntKernel kernel;
+  const std::vector<std::unique_ptr<Step>>& steps;  // those of earlier nodes
+
+  const ActivationQuant& point_of(int id) const {
+    const int src = points.scale_source[static_cast<size_t>(id)];
+    const auto it = model.activations.find(src);
+    if (src < 0 || it == model.activations.end())
+      fail("integer engine: node '" + graph.node(id).name + "'", "a quantized value", "no quantization point");
+    return it->second;
+  }
+  const ActivationQuant& own_point(const Node& n) const { return point_of(n.id); }
+};
+
+class IntegerEngine::Step {
+ public:
+  virtual ~Step() = default;
+  // The node's value from its inputs' values (`input`: the network input;
+  // `trace`, when not null, receives a Conv2d/Linear's int64 accumulators).
+  virtual at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor& input, at::Tensor* trace) const = 0;
+  virtual int64_t weight_bytes() const { return 0; }
+  std::vector<Dyadic> multipliers;  // for the report; empty when none is fixed
+};
+
+namespace {
+
+using Step = IntegerEngine::Step;
+using Context = IntegerEngine::Context;
+
+// Output bounds of a point: its range, narrowed by a clamp applied before it:
+// round(clamp(x, a, b) / s) = clamp(round(x / s), round(a / s), round(b / s)).
+Bounds bounds_of(const ActivationQuant& q, const Node* clamp) {
+  Bounds b{q.range.qmin(), q.range.qmax()};
+  if (!clamp) return b;
+  const auto [lo, hi] = clamp->op->bounds(*clamp);
+  auto rounded = [&](double v) { return std::copysign(std::floor(std::fabs(v) / q.scale + 0.5), v); };
+  if (std::isfinite(lo)) b.lo = std::max<int64_t>(b.lo, static_cast<int64_t>(std::max(rounded(lo), -1e15)));
+  if (std::isfinite(hi)) b.hi = std::min<int64_t>(b.hi, static_cast<int64_t>(std::min(rounded(hi), 1e15)));
+  return b;
+}
+
+class InputStep : public Step {
+ public:
+  explicit InputStep(const ActivationQuant& q) : q_(q) {}
+  at::Tensor run(const std::vector<at::Tensor>&, const at::Tensor& input, at::Tensor*) const override {
+    return dense(quantize(input.to(at::kFloat), at::scalar_tensor(q_.scale), q_.range).to(storage_type(q_.range)));
+  }
+
+ private:
+  ActivationQuant q_;
+};
+
+// Conv2d/Linear: acc = sum w q [+ residual], then one of: requantized to its
+// point (with an absorbed clamp's bounds), handed to an Add as the
+// accumulator, or (the graph output) converted to float as acc * unit.
+class WeightedStep : public Step {
+ public:
+  enum class Output { kPoint, kToAdd, kFloat };
+
+  WeightedStep(const Context& c, const Node& n, Output output) : output_(output) {
+    const WeightQuant& w = c.model.weights.at(n.id);
+    const ActivationQuant& in = c.point_of(n.inputs[0]);
+    // <= 4-bit integers stay packed in memory; a lookup table's levels span int8.
+    const WeightStorage storage =
+        w.range.bits <= 4 && !w.lut.defined() ? WeightStorage::kPacked4 : WeightStorage::kInt8;
+    if (n.op == Op::Conv2d) {
+      const auto& a = n.attrs;
+      const IntConvGeometry geo{a.list("stride")[0], a.list("stride")[1], a.list("padding")[0], a.list("padding")[1],
+                                a.list("dilation")[0], a.list("dilation")[1], a.i("groups")};
+      conv_ = std::make_unique<IntConv2d>(w.q, geo, c.kernel, storage);
+      if (w.residual.defined()) conv_residual_ = std::make_unique<IntConv2d>(w.residual, geo, c.kernel, storage);
+    } else {
+      linear_ = std::make_unique<IntLinear>(w.q, c.kernel, storage);
+      if (w.residual.defined()) linear_residual_ = std::make_unique<IntLinear>(w.residual, c.kernel, storage);
+    }
+    const at::Tensor bias = integer_bias(w, in.scale), unit = accumulator_unit(w, in.scale);
+    const int64_t channels = w.q.size(0);
+    bias_.assign(bias.data_ptr<int64_t>(), bias.data_ptr<int64_t>() + channels);
+    unit_.assign(unit.data_ptr<double>(), unit.data_ptr<double>() + channels);
+    if (w.residual.defined()) {
+      const at::Tensor k = w.residual_shift.to(at::kLong).contiguous();
+      residual_shift_.assign(k.data_ptr<int64_t>(), k.data_ptr<int64_t>() + channels);
+    }
+    worst_ = worst_accumulator(w, in);
+    if (output_ != Output::kPoint) return;
+    const int clamp = c.points.absorbed_clamp[static_cast<size_t>(n.id)];
+    const ActivationQuant& out = c.point_of(clamp >= 0 ? clamp : n.id);
+    range_ = out.range;
+    bounds_ = bounds_of(out, clamp >= 0 ? &c.graph.node(clamp) : nullptr);
+    const int bits = multiplier_bits_for(worst_);
+    requant_.bias = bias_;
+    requant_.residual_shift = residual_shift_;
+    for (int64_t o = 0; o < channels; ++o) {
+      const Dyadic d = to_dyadic(unit_[static_cast<size_t>(o)] / out.scale, bits);
+      multipliers.push_back(d);
+      requant_.multiplier.push_back(d.multiplier);
+      requant_.shift.push_back(d.shift);
+      requant_.half.push_back(d.shift > 0 ? int64_t{1} << (d.shift - 1) : 0);
+    }
+    requant_.tile(channels);
+  }
+
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor* trace_out) const override;
+  int64_t weight_bytes() const override {
+    int64_t bytes = 0;
+    for (const auto* conv : {conv_.get(), conv_residual_.get()})
+      if (conv) bytes += conv->weight_bytes();
+    for (const auto* linear : {linear_.get(), linear_residual_.get()})
+      if (linear) bytes += linear->weight_bytes();
+    return bytes;
+  }
+
+  // Max over channels of sum |w| * max|q_in| (+ the residual's, shifted) + |bias|.
+  int64_t worst_accumulator(const WeightQuant& w, const ActivationQuant& in) const {
+    const int64_t channels = w.q.size(0);
+    const at::Tensor l1 = w.q.to(at::kLong).abs().reshape({channels, -1}).sum(1);
+    const at::Tensor l1_residual =
+        w.residual.defined() ? w.residual.to(at::kLong).abs().reshape({channels, -1}).sum(1) : at::zeros_like(l1);
+    int64_t worst = 0;
+    for (int64_t o = 0; o < channels; ++o) {
+      const int64_t k = residual_shift_.empty() ? 0 : residual_shift_[static_cast<size_t>(o)];
+      const int64_t acc = ((l1[o].item<int64_t>() << k) + l1_residual[o].item<int64_t>()) * max_abs(in.range) +
+                          std::abs(bias_[static_cast<size_t>(o)]);
+      worst = std::max(worst, acc);
+    }
+    return worst;
+  }
+
+  Output output_;
+  std::unique_ptr<IntConv2d> conv_, conv_residual_;
+  std::unique_ptr<IntLinear> linear_, linear_residual_;
+  std::vector<int64_t> residual_shift_, bias_;
+  std::vector<double> unit_;  // real value of one accumulator unit, per channel
+  int64_t worst_ = 0;
+  QuantRange range_;
+  Bounds bounds_;
+  ChannelRequant requant_;
+};
+
+at::Tensor WeightedStep::run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor* trace_out) const {
+  const at::Tensor x = dense(in[0]);
+  const at::Tensor acc = conv_ ? conv_->accumulate(x) : linear_->accumulate(x);
+  at::Tensor acc_residual;
+  if (conv_residual_) acc_residual = conv_residual_->accumulate(x);
+  if (linear_residual_) acc_residual = linear_residual_->accumulate(x);
+  const int64_t channels = acc.size(1), rows = acc.numel() / channels;
+  const int32_t* a = acc.data_ptr<int32_t>();
+  const int32_t* ar = acc_residual.defined() ? acc_residual.data_ptr<int32_t>() : nullptr;
+  at::Tensor trace;
+  if (trace_out || output_ == Output::kFloat) trace = empty_like_layout(acc.sizes(), at::kLong);
+  at::Tensor out;
+  if (output_ == Output::kToAdd) {
+    // The Add requantizes; it reads acc (int32) or, with a residual tensor,
+    // the combined (acc << k) + acc2 (int64).
+    out = acc;
+    if (ar) {
+      out = empty_like_layout(acc.sizes(), at::kLong);
+      combine_residual(a, ar, rows, channels, residual_shift_, out.data_ptr<int64_t>());
+    }
+    if (trace.defined()) {
+      trace.copy_(out);
+      trace += at::tensor(bias_, at::kLong).reshape(channel_shape(acc.dim(), channels));
+    }
+  } else if (output_ == Output::kFloat) {
+    // The logits: acc * unit, the one conversion to float.
+    int64_t* t = trace.data_ptr<int64_t>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < channels; ++o) {
+        const int64_t i = r * channels + o;
+        const size_t c = static_cast<size_t>(o);
+        t[i] = (ar ? int64_t{a[i]} * (int64_t{1} << residual_shift_[c]) + ar[i] : int64_t{a[i]}) + bias_[c];
+      }
+    const at::Tensor unit = at::tensor(unit_, at::kDouble);
+    out = (trace.to(at::kDouble) * unit.reshape(channel_shape(acc.dim(), channels))).to(at::kFloat);
+  } else {
+    out = empty_like_layout(acc.sizes(), storage_type(range_));
+    with_int_type(out.scalar_type(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      finish_weight_rows<T>(a, ar, rows, channels, requant_, bounds_, reinterpret_cast<T*>(out.data_ptr()),
+                            trace.defined() ? trace.data_ptr<int64_t>() : nullptr);
+    });
+  }
+  if (trace_out) *trace_out = trace;
+  return out;
+}
+
+// Add: q_out = clamp(round((q_a m_a + q_b m_b) / 2^s)); when one input is a
+// Conv2d/Linear accumulator, per channel with its bias.
+class AddStep : public Step {
+ public:
+  AddStep(const Context& c, const Node& n) : name_(n.name) {
+    const int clamp = c.points.absorbed_clamp[static_cast<size_t>(n.id)];
+    const ActivationQuant& out = c.point_of(clamp >= 0 ? clamp : n.id);
+    range_ = out.range;
+    bounds_ = bounds_of(out, clamp >= 0 ? &c.graph.node(clamp) : nullptr);
+    const double alpha = n.attrs.f("alpha");
+    accumulator_input_ = c.points.accumulator_input[static_cast<size_t>(n.id)];
+    if (accumulator_input_ < 0) {
+      multipliers = to_dyadic_sum({c.point_of(n.inputs[0]).scale / out.scale,
+                                   alpha * c.point_of(n.inputs[1]).scale / out.scale});
+      return;
+    }
+    // One branch is a Conv2d/Linear accumulator (acc + bias in units unit[o]):
+    // per channel, both branches on one shift.
+    const int a = accumulator_input_, b = 1 - a;
+    const auto& producer = static_cast<const WeightedStep&>(*c.steps[static_cast<size_t>(n.inputs[static_cast<size_t>(a)])]);
+    const double weight_a = a == 1 ? alpha : 1.0, weight_b = b == 1 ? alpha : 1.0;
+    const double ratio_b = weight_b * c.point_of(n.inputs[static_cast<size_t>(b)]).scale / out.scale;
+    const int bits = multiplier_bits_for(std::max<int64_t>(producer.worst_, 255));
+    requant_.bias = producer.bias_;
+    for (size_t o = 0; o < producer.unit_.size(); ++o) {
+      const std::vector<Dyadic> d = to_dyadic_sum({weight_a * producer.unit_[o] / out.scale, ratio_b}, bits);
+      multipliers.insert(multipliers.end(), d.begin(), d.end());
+      requant_.multiplier.push_back(d[0].multiplier);
+      requant_.multiplier_b.push_back(d[1].multiplier);
+      requant_.shift.push_back(d[0].shift);
+      requant_.half.push_back(d[0].shift > 0 ? int64_t{1} << (d[0].shift - 1) : 0);
+    }
+    requant_.tile(static_cast<int64_t>(producer.unit_.size()));
+  }
+
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override {
+    const at::Tensor a = dense(in[0]), b = dense(in[1]);
+    if (a.sizes() != b.sizes()) fail("integer engine: add '" + name_ + "'", c10::str(a.sizes()), c10::str(b.sizes()));
+    at::Tensor out = empty_like_layout(a.sizes(), storage_type(range_));
+    if (accumulator_input_ >= 0) {
+      add_accumulator(accumulator_input_ == 0 ? a : b, accumulator_input_ == 0 ? b : a, requant_, bounds_, out);
+      return out;
+    }
+    const Dyadic ma = multipliers[0], mb = multipliers[1];
+    const Bounds bounds = bounds_;
+    with_int_type(a.scalar_type(), [&](auto* ta) {
+      using A = std::remove_pointer_t<decltype(ta)>;
+      with_int_type(b.scalar_type(), [&](auto* tb) {
+        using B = std::remove_pointer_t<decltype(tb)>;
+        with_int_type(out.scalar_type(), [&](auto* to) {
+          using O = std::remove_pointer_t<decltype(to)>;
+          const A* pa = reinterpret_cast<const A*>(a.data_ptr());
+          const B* pb = reinterpret_cast<const B*>(b.data_ptr());
+          O* po = reinterpret_cast<O*>(out.data_ptr());
+          at::parallel_for(0, a.numel(), 4096, [&](int64_t begin, int64_t end) {
+            add_requantize(pa + begin, pb + begin, end - begin, ma, mb, bounds.lo, bounds.hi, po + begin);
+          });
+        });
+      });
+    });
+    return out;
+  }
+
+ private:
+  std::string name_;
+  QuantRange range_;
+  Bounds bounds_;
+  int accumulator_input_ = -1;
+  ChannelRequant requant_;
+};
+
+// A standalone clamp (one input) or a concatenation: each input requantized
+// onto the output scale, clamped to the output's bounds.
+class RescaleStep : public Step {
+ public:
+  RescaleStep(const Context& c, const Node& n) : dim_(n.op->role == QuantRole::kConcat ? n.attrs.i("dim") : -1) {
+    const ActivationQuant& out = c.own_point(n);
+    range_ = out.range;
+    bounds_ = bounds_of(out, n.op->role == QuantRole::kClamp ? &n : nullptr);
+    for (int in : n.inputs) multipliers.push_back(to_dyadic(c.point_of(in).scale / out.scale));
+  }
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override {
+    std::vector<at::Tensor> parts;
+    for (size_t k = 0; k < in.size(); ++k) {
+      const at::Tensor x = dense(in[k]);
+      at::Tensor y = empty_like_layout(x.sizes(), storage_type(range_));
+      const Dyadic m = multipliers[k];
+      map_integers(x, y, [&](int64_t v) { return clamp_to(requantize(v, m), bounds_.lo, bounds_.hi); });
+      parts.push_back(y);
+    }
+    return dim_ == -1 && parts.size() == 1 ? parts[0] : dense(at::cat(parts, dim_));
+  }
+
+ private:
+  int64_t dim_;
+  QuantRange range_;
+  Bounds bounds_;
+};
+
+// Average pools and spatial means: window sums requantized per divisor.
+class AverageStep : public Step {
+ public:
+  AverageStep(const Context& c, const Node& n) : node_(n), range_(c.own_point(n).range) {
+    ratio_ = c.point_of(n.inputs[0]).scale / c.own_point(n).scale;
+  }
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override {
+    const at::Tensor x = dense(in[0]);
+    return average_pool(node_.op->pool(node_, x.size(2), x.size(3)), x, ratio_, range_);
+  }
+
+ private:
+  const Node& node_;
+  QuantRange range_;
+  double ratio_ = 1.0;
+};
+
+// A pointwise function on a <= 8-bit input: out = table[q - qmin], the table
+// built in double: clamp(round(f(q s_in) / s_out)), rounding half away from zero.
+class TableStep : public Step {
+ public:
+  TableStep(const Context& c, const Node& n) : range_(c.own_point(n).range) {
+    const ActivationQuant& in = c.point_of(n.inputs[0]);
+    lo_ = in.range.qmin();
+    table_ = integer_table(n, in, c.own_point(n));
+  }
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override {
+    const at::Tensor x = dense(in[0]);
+    at::Tensor y = empty_like_layout(x.sizes(), storage_type(range_));
+    const int64_t* table = table_.data();
+    const int64_t lo = lo_;
+    map_integers(x, y, [&](int64_t v) { return table[v - lo]; });
+    return y;
+  }
+
+ private:
+  QuantRange range_;
+  int64_t lo_ = 0;
+  std::vector<int64_t> table_;
+};
+
+// Elementwise product with broadcasting: clamp(round(q_a q_b m / 2^s)), the
+// product exact in int32 (|q| <= 255).
+class MultiplyStep : public Step {
+ public:
+  MultiplyStep(const Context& c, const Node& n) : range_(c.own_point(n).range) {
+    multipliers = {to_dyadic(c.point_of(n.inputs[0]).scale * c.point_of(n.inputs[1]).scale / c.own_point(n).scale)};
+  }
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override {
+    const at::Tensor product = dense(at::mul(in[0].to(at::kInt), in[1].to(at::kInt)));
+    at::Tensor y = empty_like_layout(product.sizes(), storage_type(range_));
+    const int32_t* p = product.data_ptr<int32_t>();
+    const Dyadic m = multipliers[0];
+    const int64_t lo = range_.qmin(), hi = range_.qmax();
+    with_int_type(y.scalar_type(), [&](auto* ty) {
+      using Y = std::remove_pointer_t<decltype(ty)>;
+      Y* py = reinterpret_cast<Y*>(y.data_ptr());
+      at::parallel_for(0, product.numel(), 4096, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) py[i] = static_cast<Y>(clamp_to(requantize(p[i], m), lo, hi));
+      });
+    });
+    return y;
+  }
+
+ private:
+  QuantRange range_;
+};
+
+// Bilinear resampling: each output the sum of its four inputs weighted by
+// (2^F - l) and l per axis, l = round(lambda 2^F), requantized by
+// s_in / (s_out 2^2F). F = 14: |sum| <= 255 * 2^28, so the multiplier keeps
+// 26 bits (multiplier_bits_for).
+class ResampleStep : public Step {
+ public:
+  static constexpr int kFractionBits = 14;
+  ResampleStep(const Context& c, const Node& n) : node_(n), range_(c.own_point(n).range) {
+    multipliers = {to_dyadic(c.point_of(n.inputs[0]).scale / c.own_point(n).scale / std::ldexp(1.0, 2 * kFractionBits),
+                             multiplier_bits_for(int64_t{255} << (2 * kFractionBits)))};
+  }
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override;
+
+ private:
+  const Node& node_;
+  QuantRange range_;
+};
+
+at::Tensor ResampleStep::run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const {
+  const at::Tensor x = dense(in[0]);
+  const int64_t batch = x.size(0), channels = x.size(1), h = x.size(2), w = x.size(3);
+  ResampleAxis rows, cols;
+  node_.op->resample(node_, h, w, rows, cols);
+  auto fixed = [](const ResampleAxis& a) {
+    std::vector<int64_t> l;
+    for (double v : a.lambda) l.push_back(static_cast<int64_t>(std::lround(v * (1 << kFractionBits))));
+    return l;
+  };
+  const std::vector<int64_t> lr = fixed(rows), lc = fixed(cols);
+  const int64_t out_h = static_cast<int64_t>(rows.i0.size()), out_w = static_cast<int64_t>(cols.i0.size());
+  at::Tensor out = empty_like_layout({batch, channels, out_h, out_w}, storage_type(range_));
+  const Dyadic m = multipliers[0];
+  const int64_t lo = range_.qmin(), hi = range_.qmax(), one = int64_t{1} << kFractionBits;
+  with_int_type(x.scalar_type(), [&](auto* tx) {
+    using X = std::remove_pointer_t<decltype(tx)>;
+    with_int_type(out.scalar_type(), [&](auto* ty) {
+      using Y = std::remove_pointer_t<decltype(ty)>;
+      const X* px = reinterpret_cast<const X*>(x.data_ptr());
+      Y* py = reinterpret_cast<Y*>(out.data_ptr());
+      at::parallel_for(0, batch * out_h, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t bi = begin; bi < end; ++bi) {
+          const int64_t b = bi / out_h, i = bi % out_h;
+          const int64_t wr1 = lr[static_cast<size_t>(i)], wr0 = one - wr1;
+          const X* r0 = px + (b * h + rows.i0[static_cast<size_t>(i)]) * w * channels;
+          const X* r1 = px + (b * h + rows.i1[static_cast<size_t>(i)]) * w * channels;
           for (int64_t j = 0; j < out_w; ++j) {
-            X* o = py + ((b * out_h + i) * out_w + j) * channels;
-            std::fill(o, o + channels, std::numeric_limits<X>::lowest());
-            for (int64_t u = 0; u < k[0]; ++u) {
-              const int64_t y = i * st[0] - p[0] + u * d[0];
-              if (y < 0 || y >= h) continue;
-              for (int64_t v = 0; v < k[1]; ++v) {
-                const int64_t xw = j * st[1] - p[1] + v * d[1];
-                if (xw < 0 || xw >= w) continue;
-                const X* pixel = px + ((b * h + y) * w + xw) * channels;
-                for (int64_t c = 0; c < channels; ++c) o[c] = std::max(o[c], pixel[c]);
-              }
+            const int64_t wc1 = lc[static_cast<size_t>(j)], wc0 = one - wc1;
+            const int64_t c0 = cols.i0[static_cast<size_t>(j)] * channels, c1 = cols.i1[static_cast<size_t>(j)] * channels;
+            Y* o = py + ((b * out_h + i) * out_w + j) * channels;
+            for (int64_t c = 0; c < channels; ++c) {
+              const int64_t sum = wr0 * (wc0 * r0[c0 + c] + wc1 * r0[c1 + c]) + wr1 * (wc0 * r1[c0 + c] + wc1 * r1[c1 + c]);
+              o[c] = static_cast<Y>(clamp_to(requantize(sum, m), lo, hi));
             }
           }
+        }
+      });
     });
   });
   return out;
 }
 
+// Data movement, exact on the integers (op.h kExact).
+class ExactStep : public Step {
+ public:
+  explicit ExactStep(const Node& n) : node_(n) {}
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override {
+    return node_.op->run_integer ? node_.op->run_integer(node_, in) : node_.op->run(node_, in);
+  }
+
+ private:
+  const Node& node_;
+};
+
+// A clamp that the layer before it applied: its input is already the point.
+class PassThroughStep : public Step {
+ public:
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override { return in[0]; }
+};
+
+// The graph output (and a float tail before it) in float from the dequantized
+// inputs: the one place the engine leaves integers.
+class FloatStep : public Step {
+ public:
+  FloatStep(const Context& c, const Node& n) : node_(n) {
+    for (int in : n.inputs)  // 0: the input is already float (a float tail)
+      scales_.push_back(c.points.scale_source[static_cast<size_t>(in)] < 0 ? 0.0 : c.point_of(in).scale);
+  }
+  at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override {
+    std::vector<at::Tensor> real;
+    for (size_t k = 0; k < in.size(); ++k)
+      real.push_back(scales_[k] == 0.0 ? in[k] : in[k].to(at::kFloat) * scales_[k]);
+    return run_node(node_, real);
+  }
+
+ private:
+  const Node& node_;
+  std::vector<double> scales_;
+};
+
+// The step of one node: by its role, its place (the graph output, a float tail)
+// and the passes' decisions (absorbed clamps, accumulators into adds).
+std::unique_ptr<Step> make_step(const Context& c, const Node& n) {
+  const Graph& g = c.graph;
+  const size_t id = static_cast<size_t>(n.id);
+  const int clamp = c.points.absorbed_clamp[id];
+  // A layer whose clamp is the graph output runs to float with it.
+  const bool to_float = n.id == g.output || (clamp >= 0 && clamp == g.output);
+  if (n.op->integer_refusal) {
+    const std::string refusal = n.op->integer_refusal(n);
+    if (!refusal.empty()) fail("integer engine: node '" + n.name + "' (" + n.op->name + ")", "an op it can run on integers", refusal);
+  }
+  switch (n.op->role) {
+    case QuantRole::kInput: return std::make_unique<InputStep>(c.own_point(n));
+    case QuantRole::kWeighted: {
+      using Output = WeightedStep::Output;
+      const Output output = to_float ? Output::kFloat : c.points.scale_source[id] < 0 && clamp < 0 ? Output::kToAdd : Output::kPoint;
+      return std::make_unique<WeightedStep>(c, n, output);
+    }
+    case QuantRole::kFolded:
+      fail("integer engine: node '" + n.name + "'", "a BatchNorm folded into its convolution", "an unfolded one");
+    default: break;
+  }
+  if (to_float) return std::make_unique<FloatStep>(c, n);
+  switch (n.op->role) {
+    case QuantRole::kAdd: return std::make_unique<AddStep>(c, n);
+    case QuantRole::kClamp:
+      if (n.inputs.size() == 1 && c.points.absorbed_clamp[static_cast<size_t>(n.inputs[0])] == n.id)
+        return std::make_unique<PassThroughStep>();
+      return std::make_unique<RescaleStep>(c, n);
+    case QuantRole::kConcat: return std::make_unique<RescaleStep>(c, n);
+    case QuantRole::kAverage: return std::make_unique<AverageStep>(c, n);
+    case QuantRole::kTable: return std::make_unique<TableStep>(c, n);
+    case QuantRole::kMultiply: return std::make_unique<MultiplyStep>(c, n);
+    case QuantRole::kResample: return std::make_unique<ResampleStep>(c, n);
+    default: return std::make_unique<ExactStep>(n);
+  }
+}
+
 }  // namespace
+
+std::vector<int64_t> integer_table(const Node& n, const ActivationQuant& in, const ActivationQuant& out) {
+  if (in.range.bits > 8) fail("table of node '" + n.name + "'", "an input of at most 8 bits", std::to_string(in.range.bits) + " bits");
+  std::vector<int64_t> table;
+  for (int64_t q = in.range.qmin(); q <= in.range.qmax(); ++q) {
+    const double y = n.op->pointwise(n, static_cast<double>(q) * in.scale) / out.scale;
+    const double r = std::isfinite(y) ? std::copysign(std::floor(std::fabs(y) + 0.5), y) : 0.0;
+    table.push_back(clamp_to(static_cast<int64_t>(std::max(std::min(r, 1e15), -1e15)), out.range.qmin(), out.range.qmax()));
+  }
+  return table;
+}
+
+IntegerEngine::~IntegerEngine() = default;
+
+IntegerEngine::IntegerEngine(const QuantizedModel& model, IntKernel kernel) : graph_(model.graph) {
+  // The engine multiplies only integers: its copy of the graph drops the float
+  // weights of Conv2d/Linear nodes, so the kernels hold the only copy.
+  for (Node& n : graph_.nodes)
+    if (n.op->role == QuantRole::kWeighted) n.params.clear();
+  output_ = graph_.output;
+  const ActivationPoints points = activation_points(graph_);
+  const Context context{model, graph_, points, kernel, steps_};
+  for (const Node& n : graph_.nodes) {
+    steps_.push_back(make_step(context, n));
+    const Step& s = *steps_.back();
+    if (n.op->role == QuantRole::kWeighted) {
+      AccumulatorReport r{n.name, static_cast<const WeightedStep&>(s).worst_, 1, false};
+      while (r.bits < 63 && (int64_t{1} << (r.bits - 1)) <= r.worst_case) ++r.bits;
+      r.overflows_int16 = r.bits > 16;
+      report_.push_back(r);
+    }
+    if (!s.multipliers.empty()) requantizations_.push_back({n.name, s.multipliers});
+  }
+}
 
 at::Tensor IntegerEngine::forward(const at::Tensor& input) const {
   // Integer results do not depend on which images share a batch, so the batch
@@ -639,12 +846,7 @@ at::Tensor IntegerEngine::forward(const at::Tensor& input) const {
 
 int64_t IntegerEngine::weight_bytes() const {
   int64_t bytes = 0;
-  for (const auto& s : steps_) {
-    for (const auto* conv : {s->conv.get(), s->conv_residual.get()})
-      if (conv) bytes += conv->weight_bytes();
-    for (const auto* linear : {s->linear.get(), s->linear_residual.get()})
-      if (linear) bytes += linear->weight_bytes();
-  }
+  for (const auto& s : steps_) bytes += s->weight_bytes();
   return bytes;
 }
 
@@ -658,145 +860,23 @@ at::Tensor IntegerEngine::run(const at::Tensor& input, std::vector<at::Tensor>* 
   if (input.dim() != 4) fail("integer engine input", "N x C x H x W", c10::str(input.sizes()));
   std::vector<at::Tensor> values(steps_.size());
   if (accumulators) accumulators->assign(steps_.size(), at::Tensor());
-  // Release values after their last reader (as core/execute.cpp does).
-  std::vector<int> last_use(steps_.size(), -1);
-  for (const auto& s : steps_)
-    for (int in : s->node->inputs) last_use[static_cast<size_t>(in)] = s->node->id;
-  at::Tensor result;
-  for (const auto& sp : steps_) {
-    const Step& s = *sp;
-    const Node& n = *s.node;
-    std::vector<at::Tensor> in;
+  const std::vector<int> last_use = graph_.last_uses();  // values are released after their last reader
+  std::vector<at::Tensor> in;
+  for (const Node& n : graph_.nodes) {
+    in.clear();
     for (int id : n.inputs) in.push_back(values[static_cast<size_t>(id)]);
-    at::Tensor out;
-    switch (s.kind) {
-      case Step::kInput:
-        out = dense(quantize(input.to(at::kFloat), at::scalar_tensor(s.scale), s.range).to(storage_type(s.range)));
-        break;
-      case Step::kWeight: {
-        const at::Tensor x = dense(in[0]);
-        const at::Tensor acc = s.conv ? s.conv->accumulate(x) : s.linear->accumulate(x);
-        at::Tensor acc_residual;
-        if (s.conv_residual) acc_residual = s.conv_residual->accumulate(x);
-        if (s.linear_residual) acc_residual = s.linear_residual->accumulate(x);
-        const int64_t channels = acc.size(1), rows = acc.numel() / channels;
-        const int32_t* a = acc.data_ptr<int32_t>();
-        const int32_t* ar = acc_residual.defined() ? acc_residual.data_ptr<int32_t>() : nullptr;
-        at::Tensor trace;
-        if (accumulators || s.float_output) trace = empty_like_layout(acc.sizes(), at::kLong);
-        if (s.to_add) {
-          // The Add requantizes; it reads acc (int32) or, with a residual tensor,
-          // the combined (acc << k) + acc2 (int64).
-          out = acc;
-          if (ar) {
-            out = empty_like_layout(acc.sizes(), at::kLong);
-            combine_residual(a, ar, rows, channels, s.residual_shift, out.data_ptr<int64_t>());
-          }
-          if (trace.defined()) {
-            trace.copy_(out);
-            trace += at::tensor(s.bias, at::kLong).reshape(channel_shape(acc.dim(), channels));
-          }
-        } else if (s.float_output) {
-          // The logits: acc * unit, the one conversion to float.
-          int64_t* t = trace.data_ptr<int64_t>();
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t o = 0; o < channels; ++o) {
-              const int64_t i = r * channels + o;
-              const size_t c = static_cast<size_t>(o);
-              t[i] = (ar ? int64_t{a[i]} * (int64_t{1} << s.residual_shift[c]) + ar[i] : int64_t{a[i]}) + s.bias[c];
-            }
-          at::Tensor unit = at::tensor(s.unit, at::kDouble);
-          out = (trace.to(at::kDouble) * unit.reshape(channel_shape(acc.dim(), channels))).to(at::kFloat);
-        } else {
-          out = empty_like_layout(acc.sizes(), storage_type(s.range));
-          with_int_type(out.scalar_type(), [&](auto* tag) {
-            using T = std::remove_pointer_t<decltype(tag)>;
-            finish_weight_rows<T>(a, ar, rows, channels, s.requant, s.bounds, reinterpret_cast<T*>(out.data_ptr()),
-                                  trace.defined() ? trace.data_ptr<int64_t>() : nullptr);
-          });
-        }
-        if (accumulators) (*accumulators)[static_cast<size_t>(n.id)] = trace;
-        break;
-      }
-      case Step::kAdd: {
-        const at::Tensor a = dense(in[0]), b = dense(in[1]);
-        if (a.sizes() != b.sizes()) fail("integer engine: add '" + n.name + "'", c10::str(a.sizes()), c10::str(b.sizes()));
-        out = empty_like_layout(a.sizes(), storage_type(s.range));
-        if (s.accumulator_input >= 0) {
-          const at::Tensor& acc = s.accumulator_input == 0 ? a : b;
-          const at::Tensor& other = s.accumulator_input == 0 ? b : a;
-          add_accumulator(acc, other, s.requant, s.bounds, out);
-          break;
-        }
-        const Dyadic ma = s.multiplier[0], mb = s.multiplier[1];
-        const Bounds bounds = s.bounds;
-        with_int_type(a.scalar_type(), [&](auto* ta) {
-          using A = std::remove_pointer_t<decltype(ta)>;
-          with_int_type(b.scalar_type(), [&](auto* tb) {
-            using B = std::remove_pointer_t<decltype(tb)>;
-            with_int_type(out.scalar_type(), [&](auto* to) {
-              using O = std::remove_pointer_t<decltype(to)>;
-              const A* pa = reinterpret_cast<const A*>(a.data_ptr());
-              const B* pb = reinterpret_cast<const B*>(b.data_ptr());
-              O* po = reinterpret_cast<O*>(out.data_ptr());
-              at::parallel_for(0, a.numel(), 4096, [&](int64_t begin, int64_t end) {
-                add_requantize(pa + begin, pb + begin, end - begin, ma, mb, bounds.lo, bounds.hi, po + begin);
-              });
-            });
-          });
-        });
-        break;
-      }
-      case Step::kActivation:
-      case Step::kCat: {
-        // Each input requantized to the output scale (one input for an activation).
-        std::vector<at::Tensor> parts;
-        for (size_t k = 0; k < in.size(); ++k) {
-          const at::Tensor x = dense(in[k]);
-          at::Tensor y = empty_like_layout(x.sizes(), storage_type(s.range));
-          const Dyadic m = s.multiplier[k];
-          const Bounds bounds = s.bounds;
-          with_int_type(x.scalar_type(), [&](auto* tx) {
-            using X = std::remove_pointer_t<decltype(tx)>;
-            with_int_type(y.scalar_type(), [&](auto* ty) {
-              using Y = std::remove_pointer_t<decltype(ty)>;
-              const X* px = reinterpret_cast<const X*>(x.data_ptr());
-              Y* py = reinterpret_cast<Y*>(y.data_ptr());
-              at::parallel_for(0, x.numel(), 4096, [&](int64_t begin, int64_t end) {
-                for (int64_t i = begin; i < end; ++i)
-                  py[i] = static_cast<Y>(clamp_to(requantize(px[i], m), bounds.lo, bounds.hi));
-              });
-            });
-          });
-          parts.push_back(y);
-        }
-        out = s.kind == Step::kCat ? dense(at::cat(parts, n.attrs.i("dim"))) : parts[0];
-        break;
-      }
-      case Step::kPool:
-        out = average_pool(n, dense(in[0]), s.input_scales[0] / s.scale, s.range, s.keep_4d);
-        break;
-      case Step::kExact:
-        out = n.op == Op::MaxPool2d ? max_pool(n, dense(in[0])) : run_node(n, in);
-        break;
-      case Step::kPassThrough:
-        out = in[0];
-        break;
-      case Step::kFloatOutput: {
-        // The graph output computed in float from the dequantized inputs.
-        std::vector<at::Tensor> real;
-        for (size_t k = 0; k < in.size(); ++k)
-          real.push_back(s.input_scales[k] == 0.0 ? in[k] : in[k].to(at::kFloat) * s.input_scales[k]);
-        out = run_node(n, real);
-        break;
-      }
+    const size_t id = static_cast<size_t>(n.id);
+    try {
+      values[id] = steps_[id]->run(in, input, accumulators ? &(*accumulators)[id] : nullptr);
+    } catch (const c10::Error& e) {
+      fail("integer engine: node '" + n.name + "' (" + n.op->name + ")", "inputs it can compute on",
+           std::string(e.what_without_backtrace()).substr(0, 200));
     }
-    values[static_cast<size_t>(n.id)] = out;
-    if (n.id == output_) result = out;
     if (!values_out)
-      for (int id : n.inputs)
-        if (last_use[static_cast<size_t>(id)] == n.id) values[static_cast<size_t>(id)] = at::Tensor();
+      for (int k : n.inputs)
+        if (last_use[static_cast<size_t>(k)] == n.id) values[static_cast<size_t>(k)] = at::Tensor();
   }
+  at::Tensor result = values[static_cast<size_t>(output_)];
   if (values_out) *values_out = std::move(values);
   return result.contiguous();
 }

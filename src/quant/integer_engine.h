@@ -1,5 +1,6 @@
 // The integer-only engine: a QuantizedModel run in integers from the input
-// quantization to the logits (HAWQ-V3 style). Per op, with q the integer
+// quantization to the logits (HAWQ-V3 style). One kernel per quantization
+// role of core/op.h, parameterized by the op. Per role, with q the integer
 // values of every quantization point (int8 when signed, uint8 when unsigned;
 // 4-D values in channels-last memory format) and real = scale * q:
 //   input           q = clamp(round(x / s)), 8-bit signed: the one float step in
@@ -12,10 +13,18 @@
 //                   branch is a Conv2d/Linear read only by the add (qmodel.h), it
 //                   arrives as its accumulator and q_a = acc + bias, with m_a, m_b
 //                   and s per output channel
-//   ReLU/Clamp      requantize to the output scale, clamp
-//   avg pools, Mean window sum (int32), then requantize by s_in / (n s_out)
-//   Cat             each input requantized to the output scale
-//   Slice, Pad (zeros), MaxPool2d, Flatten, Reshape: exact on the integers
+//   clamp           requantize to the output scale, clamp (ReLU, ReLU6)
+//   average         window sum (int64), then requantize by s_in / (n s_out)
+//                   (avg pools, spatial Mean; windows from the op)
+//   concat          each input requantized to the output scale (Cat)
+//   table           out = table[q_in]: one integer per input level, built in
+//                   double from the op's function (hardswish, SiLU, sigmoid...)
+//   multiply        q_out = clamp(round(q_a q_b m / 2^s)), broadcasting (Mul)
+//   resample        bilinear: fixed-point weights (14 fraction bits per axis),
+//                   the sum requantized by s_in / (s_out 2^28)
+//   exact           data movement on the integers: Slice, Pad (zeros),
+//                   MaxPool2d, Flatten, Reshape, Transpose, Permute, Chunk,
+//                   nearest upsampling
 // Only the graph output is converted to float: a Conv2d/Linear output as acc *
 // unit, any other op on its dequantized inputs. No float arithmetic and no
 // integer division run inside the loops.
@@ -58,6 +67,11 @@ struct RequantizationReport {
   std::vector<Dyadic> multipliers;
 };
 
+// The integer table of a kTable node (op.h): for every input level q of
+// `in`, clamp(round(f(q s_in) / s_out)) to `out`'s range, f evaluated in
+// double, rounding half away from zero. Throws for an input above 8 bits.
+std::vector<int64_t> integer_table(const Node& node, const ActivationQuant& in, const ActivationQuant& out);
+
 class IntegerEngine {
  public:
   // Prepares kernels, integer biases and dyadic multipliers. Throws dfq::Error
@@ -86,8 +100,12 @@ class IntegerEngine {
   int64_t weight_bytes() const;
   const std::vector<RequantizationReport>& requantizations() const { return requantizations_; }
 
+ // Internal: a prepared node (one class per quantization role, op.h) and
+  // what preparing one reads.
+  class Step;
+  struct Context;
+
  private:
-  struct Step;
   at::Tensor run(const at::Tensor& input, std::vector<at::Tensor>* values, std::vector<at::Tensor>* accumulators) const;
 
   Graph graph_;

@@ -102,7 +102,8 @@ struct ActivationPoints {
   std::vector<bool> is_unsigned;       // per point: output >= 0 by construction
   std::vector<int> scale_source;       // per node id
   std::vector<int> accumulator_input;  // per node id: for an Add, the index of the input that
-                                       // arrives as an accumulator, else -1
+                                       // arrives as an accumulator, else -1 (core/passes.h)
+  std::vector<int> absorbed_clamp;     // per node id: the clamp its requantization applies, else -1
 };
 // Throws dfq::Error naming the node for ops the quantizer cannot place (a
 // BatchNorm that is not folded into a convolution).

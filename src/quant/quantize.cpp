@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "core/execute.h"
-#include "core/fold_batch_norm.h"
+#include "core/passes.h"
 #include "core/progress.h"
 #include "quant/bit_allocation.h"
 #include "quant/reconstruct.h"

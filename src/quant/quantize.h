@@ -1,7 +1,7 @@
 // Post-training quantization of a float graph on a calibration batch.
 //
 // Pipeline (each step its own function in quantize.cpp):
-//  1. fold BN into the convolutions (core/fold_batch_norm.h), optionally
+//  1. fold BN into the convolutions (core/passes.h), optionally
 //     equalize and absorb biases across layers (equalize.h); one float pass of
 //     the calibration batch records each Conv2d/Linear's output channel means
 //     and, for the output objective, the second moments of its input patches;

@@ -113,8 +113,9 @@ std::vector<std::pair<std::string, std::string>> choices(const json& q, const js
                  "in integers: the branch's int32 accumulator and the shortcut rescaled by dyadic multipliers on one "
                  "shared shift, rounded once per block (the branch's last convolution is no quantization point)");
   std::string engine = "integer-only (" + integer.value("kernels", std::string("fast")) +
-                       " kernels): int32 accumulators, dyadic requantization m*2^-s, ReLU/ReLU6 as clamps, integer "
-                       "pooling; only the logits become float, for reporting";
+                       " kernels): int32 accumulators, dyadic requantization m*2^-s, ReLU/ReLU6 as clamps, other "
+                       "pointwise functions (hardswish, SiLU, sigmoid) as tables of one integer per input level, "
+                       "integer pooling, products and resampling; only the logits become float, for reporting";
   c.emplace_back("Inference", engine);
   int residual = 0;
   std::string names;

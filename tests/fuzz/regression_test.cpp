@@ -97,7 +97,7 @@ int first_weight_with_residual(const QuantizedModel& q) {
   return -1;
 }
 
-int node_of(const QuantizedModel& q, Op op) {
+int node_of(const QuantizedModel& q, const OpDef* op) {
   for (const Node& n : q.graph.nodes)
     if (n.op == op) return n.id;
   return -1;
@@ -141,7 +141,7 @@ TEST(LoadChecks, RefuseEachInconsistencyOfAQuantizedModel) {
     q.graph.nodes[static_cast<size_t>(node_of(q, Op::Conv2d))].attrs.ints["stride"] = {1};
   }), "attribute 'stride': expected 2 integer(s), found 1");
   EXPECT_PRED2(has, refusal(whole, [](QuantizedModel& q) {
-    q.graph.nodes[static_cast<size_t>(node_of(q, Op::MaxPool2d))].attrs.ints["padding"] = {5, 5};
+    q.graph.nodes[static_cast<size_t>(node_of(q, &op_by_name("max_pool2d")))].attrs.ints["padding"] = {5, 5};
   }), "attribute 'padding': expected at most half the (dilated) kernel");
   EXPECT_PRED2(has, refusal(whole, [](QuantizedModel& q) { q.graph.nodes[1].name = "two\nlines"; }),
                "a name without control characters");
