@@ -82,7 +82,7 @@ int node_with_role(const QuantizedModel& q, QuantRole role) {
 TEST(IntegerOps, TablesEqualTheFloatOpInDoubleAtEveryLevel) {
   // ATen's own op in double on every input level: independent of the op file's f.
   for (const char* file : {"hardswish.pt", "hardsigmoid.pt", "silu.pt", "sigmoid.pt", "gelu.pt", "gelu_tanh.pt",
-                           "mul_scalar.pt"}) {
+                           "mul_scalar.pt", "leaky_relu.pt"}) {
     SCOPED_TRACE(file);
     for (int abits : {8, 4}) {
       const Quantized r = run(file, {2, 3, 8, 8}, abits);

@@ -657,6 +657,8 @@ def fixtures():
          "input"),
         ("two_inputs", TwoInputs, [[2, 3, 8, 8], [2, 3, 8, 8]], [conv, "aten::add"], False,
          "two inputs: forward(x, y) = conv_a(x) + conv_b(y); dfq takes exactly one image input"),
+        ("leaky_relu", lambda: ConvActModule(nn.LeakyReLU(0.1)), S, [conv, "aten::leaky_relu"], True,
+         "conv -> nn.LeakyReLU(0.1)"),
     ]
 
 

@@ -9,7 +9,7 @@ namespace dfq {
 
 extern const OpDef kSliceOp, kPadOp, kMaxPool2dOp, kAvgPool2dOp, kAdaptiveAvgPool2dOp, kFlattenOp, kReshapeOp, kCatOp;
 extern const OpDef kHardswishOp, kHardsigmoidOp, kSiluOp, kSigmoidOp, kGeluOp, kMulOp, kTransposeOp, kPermuteOp,
-    kChunkOp, kUpsampleNearest2dOp, kUpsampleBilinear2dOp, kScaleOp;
+    kChunkOp, kUpsampleNearest2dOp, kUpsampleBilinear2dOp, kScaleOp, kLeakyReluOp;
 
 const std::vector<const OpDef*>& all_ops() {
   static const std::vector<const OpDef*> ops = {
@@ -41,6 +41,7 @@ const std::vector<const OpDef*>& all_ops() {
       &kUpsampleNearest2dOp,
       &kUpsampleBilinear2dOp,
       &kScaleOp,
+      &kLeakyReluOp,
   };
   return ops;
 }
