@@ -46,6 +46,10 @@ def main():
         model = torch.jit.load(args.model).eval()
         with torch.no_grad():
             ref = torch.cat([model(x) for x in d["inputs"].split(args.batch)])
+            # PyTorch against itself in another memory layout (dfq runs channels-last): how much float
+            # summation order alone moves these logits (random-weight networks amplify it).
+            own = torch.cat([model(x.contiguous(memory_format=torch.channels_last))
+                             for x in d["inputs"].split(args.batch)])
         got = d["logits"]
         if ref.shape != got.shape:
             sys.exit(f"error: PyTorch logits {tuple(ref.shape)}, dfq's {tuple(got.shape)}")
@@ -54,10 +58,12 @@ def main():
         rel = diff / scale if scale > 0 else float("inf")
         agree = int((got.argmax(1) == ref.argmax(1)).sum())
         n = got.shape[0]
+        own_rel = (own - ref).abs().max().item() / scale if scale > 0 else float("inf")
         result = {"relative_error": rel, "max_abs_diff": diff, "max_abs_torch": scale, "top1_agreement": agree,
-                  "images": n}
+                  "images": n, "torch_channels_last_relative_error": own_rel}
         print(f"relative error {rel:.3e} (max |dfq - torch| {diff:.3e} / max |torch| {scale:.3e} over "
-              f"{n} x {got.shape[1]} logits); top-1 agreement {agree}/{n}")
+              f"{n} x {got.shape[1]} logits; PyTorch channels-last vs its own NCHW: {own_rel:.1e}); "
+              f"top-1 agreement {agree}/{n}")
     else:
         if len(args.outputs) != 2:
             sys.exit("error: give two saved-outputs files (or --model and one)")

@@ -11,13 +11,13 @@
 
 namespace dfq {
 
-at::Tensor WeightQuant::dequantized() const {
+at::Tensor WeightQuant::dequantized(at::ScalarType type) const {
   std::vector<int64_t> shape(static_cast<size_t>(q.dim()), 1);
   shape[0] = q.size(0);
-  const at::Tensor s = scale.reshape(shape);
-  at::Tensor w = q.to(at::kFloat) * s;
+  const at::Tensor s = scale.to(type).reshape(shape);
+  at::Tensor w = q.to(type) * s;
   if (residual.defined())
-    w = w + residual.to(at::kFloat) * (s / at::pow(2.0, residual_shift.to(at::kFloat)).reshape(shape));
+    w = w + residual.to(type) * (s / at::pow(2.0, residual_shift.to(type)).reshape(shape));
   return w;
 }
 

@@ -50,7 +50,7 @@ struct WeightQuant {
                               // scale_in * scale[o] (* 2^-shift) to int32
   double clip_ratio = 1.0;    // mean over channels of clip / max|W|, for the report
 
-  at::Tensor dequantized() const;  // float32 weight the scheme represents
+  at::Tensor dequantized(at::ScalarType type = at::kFloat) const;  // the weight the scheme represents
 };
 
 struct ActivationQuant {

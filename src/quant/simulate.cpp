@@ -28,13 +28,16 @@ double weight_input_scale(const QuantizedModel& model, const ActivationPoints& p
   return input->second.scale;
 }
 
-Graph simulated_graph(const QuantizedModel& model) {
+Graph simulated_graph(const QuantizedModel& model, at::ScalarType type) {
   const ActivationPoints points = activation_points(model.graph);
   Graph graph = model.graph;
+  for (Node& node : graph.nodes)
+    for (auto& [key, t] : node.params) t = t.to(type);
   for (const auto& [id, w] : model.weights) {
     Node& node = graph.nodes[static_cast<size_t>(id)];
-    node.params["weight"] = w.dequantized();
-    node.params["bias"] = bias_on_integer_grid(w, weight_input_scale(model, points, id));
+    const double input_scale = weight_input_scale(model, points, id);
+    node.params["weight"] = w.dequantized(type);
+    node.params["bias"] = (integer_bias(w, input_scale).to(at::kDouble) * accumulator_unit(w, input_scale)).to(type);
   }
   return graph;
 }
@@ -45,14 +48,16 @@ FakeQuantizer::FakeQuantizer(const QuantizedModel& model) : point_(model.graph.n
 
 void FakeQuantizer::after_node(const Node& node, const std::vector<at::Tensor>&, at::Tensor& output) {
   const ActivationQuant* q = point_[static_cast<size_t>(node.id)];
-  if (q) output = fake_quantize(output, at::scalar_tensor(q->scale), q->range);
+  // The scale as a double tensor: fake_quantize converts it to the value's type.
+  if (q) output = fake_quantize(output, at::scalar_tensor(q->scale, at::kDouble), q->range);
 }
 
-SimulatedModel::SimulatedModel(const QuantizedModel& model) : model_(model), graph_(simulated_graph(model_)) {}
+SimulatedModel::SimulatedModel(const QuantizedModel& model)
+    : model_(model), graph_(simulated_graph(model_, at::kDouble)) {}
 
 at::Tensor SimulatedModel::forward(const at::Tensor& input) const {
   FakeQuantizer observer(model_);
-  return dfq::forward(graph_, input, &observer);
+  return dfq::forward(graph_, input.to(at::kDouble), &observer).to(at::kFloat);
 }
 
 }  // namespace dfq

@@ -31,8 +31,8 @@ at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale);
 double weight_input_scale(const QuantizedModel& model, const ActivationPoints& points, int node);
 
 // The float graph the simulated engine runs: dequantized weights, biases on
-// their int32 grid.
-Graph simulated_graph(const QuantizedModel& model);
+// their int32 grid, as float32 (what quantization observes) or float64.
+Graph simulated_graph(const QuantizedModel& model, at::ScalarType type = at::kFloat);
 
 // Observer that fake-quantizes the output of every quantization point of
 // `model` (which must outlive it).
@@ -45,10 +45,16 @@ class FakeQuantizer : public Observer {
   std::vector<const ActivationQuant*> point_;  // node id -> quantization at its output, or null
 };
 
+// The simulated engine of `dfq eval --engine simulated`: computes in float64,
+// so that its only differences from the integer engine are the dyadic
+// approximation of the scale ratios (and bilinear weights): in float32, sums
+// of a few hundred products land on the other side of a rounding boundary now
+// and then, and networks that amplify small changes (random-weight ones
+// especially) turn that into different top-1 predictions.
 class SimulatedModel {
  public:
   explicit SimulatedModel(const QuantizedModel& model);
-  at::Tensor forward(const at::Tensor& input) const;  // N x C x H x W normalized float -> logits
+  at::Tensor forward(const at::Tensor& input) const;  // N x C x H x W normalized float -> float32 logits
 
  private:
   QuantizedModel model_;
