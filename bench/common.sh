@@ -35,3 +35,12 @@ quantize_eval() {
     --json "$out_dir/$name.json" >/dev/null
   echo "$name done ($(echo "$(date +%s.%N) - $start" | bc) s)" >&2
 }
+
+# cpu_description: the CPU model and which int8-relevant features it has, for the header of every results file.
+cpu_description() {
+  local f have=() lack=()
+  for f in avx2 avx512_vnni avx_vnni; do
+    if grep -m1 '^flags' /proc/cpuinfo | grep -qw "$f"; then have+=("$f"); else lack+=("$f"); fi
+  done
+  echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), ${have[*]:-no avx2/vnni}${lack:+ (not: ${lack[*]})}"
+}

@@ -8,20 +8,7 @@ packages=(
   python3-torchvision  # tools/make_torchvision_models.py
   python3-onnx
   python3-numpy
+  python3-pil          # bench/pytorch_*.py
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-python-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-python-deps: installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-python-deps: done"
+bash "$(dirname "$0")/apt-install.sh" "install-python-deps" "${packages[@]}"

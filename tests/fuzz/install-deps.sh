@@ -7,18 +7,4 @@ set -euo pipefail
 
 packages=(clang-14 libclang-rt-14-dev llvm-14 libomp-14-dev)
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -eq 0 ]; then
-  echo "fuzz install-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "fuzz install-deps: installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "fuzz install-deps: done"
+bash "$(dirname "$0")/../../scripts/apt-install.sh" "fuzz install-deps" "${packages[@]}"
