@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage of torchvision ImageNet architectures (random weights, BN statistics
-# estimated on noise: tools/make_torchvision_models.py), one row per model:
+# estimated on the 20 sample images: tools/make_torchvision_models.py --bn-data), one row per model:
 #   import       dfq info: imported (nodes, BN layers) or the op it refuses
 #   FP32         dfq eval --save-outputs on ../shared/datasets/imagenet-sample (20 images), then PyTorch on
 #                the same inputs (tools/compare_outputs.py): max|dfq - torch| / max|torch| over the logits
@@ -45,6 +45,7 @@ bash scripts/install-python-deps.sh
 [ -x "$dfq" ] || { [ "$dfq" = build/dfq ] && bash scripts/build.sh; }
 [ -x "$dfq" ] || { echo "bench: $dfq not found (build it, or set DFQ)" >&2; exit 1; }
 mkdir -p "$out/models" "$out/rows" results
+source bench/common.sh
 
 # A names file for the model's 1000 outputs: the sample's 20 WordNet-id folders at lines 0, 50, ..., 950
 # (any fixed mapping: the weights are random, so the labels only need to be valid).
@@ -54,14 +55,6 @@ for k in $(seq 0 999); do
   if [ $((k % 50)) -eq 0 ] && [ $((k / 50)) -lt "${#folders[@]}" ]; then echo "${folders[$((k / 50))]}"; else echo "unused_$k"; fi
 done >"$names"
 
-cpu_name() { grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'; }
-cpu_int8() {
-  local f have=() lack=()
-  for f in avx2 avx512_vnni avx_vnni; do
-    if grep -m1 '^flags' /proc/cpuinfo | grep -qw "$f"; then have+=("$f"); else lack+=("$f"); fi
-  done
-  echo "${have[*]:-none}${lack:+ (not: ${lack[*]})}"
-}
 
 # cell TEXT: TEXT made safe for a markdown table cell, at most 200 characters.
 cell() { printf '%s' "$1" | tr '\n' ' ' | sed 's/|/\\|/g' | cut -c1-200; }
@@ -138,11 +131,13 @@ write_table() {
     echo
     echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`$command\` (dfq: \`$dfq\`, built from $dfq_commit)."
     echo
-    echo "CPU: $(cpu_name), $(nproc) cores; int8 features: $(cpu_int8). Threads: $threads for every dfq call and for PyTorch."
+    echo "CPU: $(cpu_description); $(nproc) cores. Threads: $threads for every dfq call and for PyTorch."
     echo
     echo "Models: torchvision $("$py" -c 'import torchvision; print(torchvision.__version__)' 2>/dev/null) architectures with"
-    echo "**random weights** (\`weights=None\`, seed 0), BN statistics estimated on Gaussian noise, traced at 1x3x224x224"
-    echo "(inception_v3 299x299): \`tools/make_torchvision_models.py\`. Their accuracy means nothing; agreement does."
+    echo "**random weights** (\`weights=None\`, seed 0), BN statistics estimated on the 20 sample images (on Gaussian"
+    echo "noise, EfficientNet and RegNetY came out so ill-conditioned that PyTorch disagreed with itself by up to 0.5"
+    echo "relative between memory layouts), traced at 1x3x224x224 (inception_v3 299x299):"
+    echo "\`tools/make_torchvision_models.py --bn-data\`. Their accuracy means nothing; agreement does."
     echo "Images: the 20 of \`$data\`, preset imagenet (inception_v3: --resize 342 --crop 299), classes mapped to"
     echo "outputs by \`--class-names\` (WordNet ids at lines 0, 50, ..., 950)."
     echo
@@ -185,7 +180,8 @@ for name in $models; do
   eval_args=(--data "$data" --preset imagenet "${eval_size[@]}" --class-names "$names" --batch 20 --threads "$threads" --quiet)
   import_cell="—" fp32_cell="—" synth_cell="—" q8_cell="—" e8_cell="—" q4_cell="—" e4_cell="—"
 
-  if ! step make "$dir/make.log" "$py" tools/make_torchvision_models.py --out "$out/models" --models "$name" --threads "$threads"; then
+  if ! step make "$dir/make.log" "$py" tools/make_torchvision_models.py --out "$out/models" --models "$name" --threads "$threads" \
+      --bn-data "$data"; then
     import_cell="✗ model not built"
   elif step import "$dir/info.log" "$dfq" info --model "$model" --input-size "$size" --threads "$threads"; then
     nodes=$(grep -Eo '^nodes: [0-9]+' "$dir/info.log" | grep -Eo '[0-9]+')
