@@ -2,19 +2,25 @@
 // quantized tensor (formula and rounding in quantizer.h). This is what the
 // artifact stores and what the simulated and integer engines run.
 //
-// Quantization points (activation_points()): the network input (8-bit signed),
-// and the outputs of Conv2d/Linear, ReLU/Clamp, Add, average pools, Mean and
-// Cat. A Conv2d/Linear/Add whose only reader is a ReLU/Clamp is not a point of
-// its own: the activation is fused and its output is the point, unsigned when
-// the clamp's lower bound is >= 0. A Conv2d/Linear whose only reader is an Add
-// (the last convolution of a residual branch) is not a point either: the add
-// reads its accumulator, rescales both branches and rounds once, so a residual
+// Quantization points (activation_points()), by the ops' roles (core/op.h):
+// the network input (8-bit signed), and the outputs of weighted layers
+// (Conv2d/Linear), clamps (ReLU/ReLU6), adds, concatenations, averages, tables
+// (hardswish, SiLU, sigmoid...), products and bilinear resampling, unsigned
+// when the op says its output is >= 0 (a clamp with lower bound >= 0, a
+// sigmoid, or an average/concatenation/product of unsigned inputs). A layer
+// or add that absorbs the clamp reading it (core/passes.h absorbed_clamp) is
+// not a point of its own: the clamp's output is, its bounds applied in the
+// layer's requantization. A Conv2d/Linear whose only reader is an Add (the
+// last convolution of a residual branch) is not a point either: the add reads
+// its accumulator, rescales both branches and rounds once, so a residual
 // block costs one rounding instead of two (at 4 bits the second one, on a
 // signed branch output, is what breaks deep ResNets). At most one input of an
 // Add arrives that way (the first eligible), and not when the Add runs in
-// float as (part of) the graph output. Slice, Pad, MaxPool2d, Flatten and Reshape
-// are exact on integers and keep their input's scale. The graph output (the
-// logits) is not quantized: the engines return it in float.
+// float as (part of) the graph output (core/passes.h accumulator_inputs).
+// Exact ops (slice, pad with zeros, max pool, flatten, reshape, transpose,
+// permute, chunk, nearest upsampling) keep their input's scale. A convolution
+// that feeds a table is a point at --abits like any other. The graph output
+// (the logits) is not quantized: the engines return it in float.
 #pragma once
 
 #include <ATen/core/Tensor.h>
