@@ -7,7 +7,7 @@
 #   - integer-engine and FP32 images/s of each binary (--predecode: decoding
 #     excluded, 2 threads, batch 256), RUNS interleaved runs, medians.
 # Writes results/engine_regression.md. Run it on an idle machine.
-# usage: [OLD_LABEL=...] [NEW_LABEL=...] bench/engine_regression.sh OLD_DFQ NEW_DFQ SYNTH_DIR_R20 SYNTH_DIR_R56 [RUNS]
+# usage: [OLD_LABEL=...] [NEW_LABEL=...] [DEPTHS="20 56"] bench/engine_regression.sh OLD_DFQ NEW_DFQ SYNTH_DIR_R20 SYNTH_DIR_R56 [RUNS]
 #   OLD_LABEL, NEW_LABEL: what the binaries were built from (e.g. a commit), for the header
 #   SYNTH_DIR_*: dfq synth output folders (the calibration set of both binaries)
 set -euo pipefail
@@ -24,7 +24,7 @@ median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[
 field() { /usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 
 rows=()
-for depth in 20 56; do
+for depth in ${DEPTHS:-20 56}; do
   m="cifar10-resnet$depth"
   synth_var="synth$depth"
   for bits in 8 4; do
@@ -64,7 +64,7 @@ done
   echo "# Engine regression: before and after the op-layer redesign"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), CPU: $(cpu_description)."
-  echo "Command: \`bash bench/engine_regression.sh $old $new $synth20 $synth56 $runs\`"
+  echo "Command: \`DEPTHS=\"${DEPTHS:-20 56}\" bash bench/engine_regression.sh $old $new $synth20 $synth56 $runs\`"
   echo "(old: \`${OLD_LABEL:-$old}\`; new: \`${NEW_LABEL:-$new}\`)."
   echo
   echo "Same synthetic calibration sets for both binaries (\`dfq synth --count 256 --seed 0\`, default direct"

@@ -9,7 +9,8 @@
 //                   q_out = clamp(requantize(acc, unit / s_out)) (dyadic.h), the
 //                   clamp also applying a fused ReLU/ReLU6 bound round(b / s_out)
 //   Add             q_out = clamp(round((q_a m_a + q_b m_b) / 2^s)), each branch
-//                   rescaled by its own multiplier on a shared shift; when one
+//                   rescaled by its own multiplier on a shared shift (as wide as
+//                   the operands' bounds allow, so neither loses precision); when one
 //                   branch is a Conv2d/Linear read only by the add (qmodel.h), it
 //                   arrives as its accumulator and q_a = acc + bias, with m_a, m_b
 //                   and s per output channel
