@@ -16,8 +16,8 @@ at::Tensor integer_bias(const WeightQuant& w, double input_scale) {
   return round_half_away(w.bias.to(at::kDouble) / accumulator_unit(w, input_scale)).to(at::kLong);
 }
 
-at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale) {
-  return (integer_bias(w, input_scale).to(at::kDouble) * accumulator_unit(w, input_scale)).to(at::kFloat);
+at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale, at::ScalarType type) {
+  return (integer_bias(w, input_scale).to(at::kDouble) * accumulator_unit(w, input_scale)).to(type);
 }
 
 double weight_input_scale(const QuantizedModel& model, const ActivationPoints& points, int node) {
@@ -35,9 +35,8 @@ Graph simulated_graph(const QuantizedModel& model, at::ScalarType type) {
     for (auto& [key, t] : node.params) t = t.to(type);
   for (const auto& [id, w] : model.weights) {
     Node& node = graph.nodes[static_cast<size_t>(id)];
-    const double input_scale = weight_input_scale(model, points, id);
     node.params["weight"] = w.dequantized(type);
-    node.params["bias"] = (integer_bias(w, input_scale).to(at::kDouble) * accumulator_unit(w, input_scale)).to(type);
+    node.params["bias"] = bias_on_integer_grid(w, weight_input_scale(model, points, id), type);
   }
   return graph;
 }

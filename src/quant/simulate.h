@@ -23,8 +23,8 @@ at::Tensor accumulator_unit(const WeightQuant& w, double input_scale);
 // The bias in accumulator units, as the integer engine adds it: round(bias / unit)
 // half away from zero (int64 [O]).
 at::Tensor integer_bias(const WeightQuant& w, double input_scale);
-// integer_bias * unit: the bias the simulated engine adds (float32).
-at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale);
+// integer_bias * unit: the bias the simulated engine adds (float32 or float64).
+at::Tensor bias_on_integer_grid(const WeightQuant& w, double input_scale, at::ScalarType type = at::kFloat);
 
 // The scale of the activation a Conv2d/Linear node reads; throws dfq::Error when
 // its input is not quantized.
