@@ -10,7 +10,8 @@
 #                20 images: top-1 agreement integer vs simulated (and integer vs dfq FP32)
 # and the seconds of each step. A failing step records the first line of its error and the row goes on
 # (steps that need it are skipped); the next model always runs. Accuracy means nothing (random weights):
-# only agreement does. Writes results/torchvision_coverage.md (rewritten after every model).
+# only agreement does. Writes results/torchvision_coverage.md (rewritten after every model, with the rows of
+# every model that has one in OUT/rows/, also from earlier runs: MODELS re-runs a subset).
 #
 # usage: [MODELS="resnet18 vgg11_bn"] [OUT=build/torchvision] [THREADS=2] [DFQ=build/dfq]
 #        [RECONSTRUCT=none] [TIMEOUT=7200] [DFQ_COMMIT="text"] bash bench/torchvision_coverage.sh
@@ -155,12 +156,12 @@ write_table() {
     echo "| model | import | FP32 vs PyTorch | synth img-it/s | W8A8 | W8A8 int vs sim (vs FP32) | W4A8 | W4A8 int vs sim (vs FP32) | seconds |"
     echo "|---|---|---|---|---|---|---|---|---|"
     local m
-    for m in $models; do [ -f "$out/rows/$m.md" ] && cat "$out/rows/$m.md"; done
+    for m in $all_models; do [ -f "$out/rows/$m.md" ] && cat "$out/rows/$m.md"; done
     echo
     echo "## Errors (first line of each failed step)"
     echo
     local any=0
-    for m in $models; do [ -s "$out/rows/$m.errors" ] && { any=1; sed "s/^/- $m, /" "$out/rows/$m.errors"; }; done
+    for m in $all_models; do [ -s "$out/rows/$m.errors" ] && { any=1; sed "s/^/- $m, /" "$out/rows/$m.errors"; }; done
     [ "$any" -eq 0 ] && echo "None."
     echo
     echo "Logs of every step: \`$out/NAME/*.log\`."
