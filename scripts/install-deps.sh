@@ -8,6 +8,7 @@ packages=(
   googletest libgtest-dev nlohmann-json3-dev zlib1g-dev
   libdnnl-dev  # oneDNN 2.6: the integer engine's int8 convolutions (VNNI)
   ocl-icd-opencl-dev  # only Recommended by libdnnl-dev, but its CMake config requires OpenCL
+  libonnx-dev libprotobuf-dev  # ONNX 1.12 protobuf classes and checker: dfq export writes ONNX QDQ files
   libssl-dev   # OpenSSL: SHA-256 content addresses of the dfq run cache and the card
   libglpk-dev  # GLPK 5.0: the exact integer linear program of mixed-precision bit allocation
   libopenblas0-openmp  # replaces the reference BLAS libtorch links (alternatives): matmul ~20x faster
@@ -17,3 +18,5 @@ packages=(
 )
 
 bash "$(dirname "$0")/apt-install.sh" "install-deps" "${packages[@]}"
+# ONNX Runtime for Node.js (tools/ort_eval.js runs `dfq export` models): from npm, not Debian.
+if command -v npm >/dev/null 2>&1; then bash "$(dirname "$0")/install-ort.sh"; else echo "install-deps: npm missing, skipping onnxruntime-node (scripts/install-ort.sh installs it with Debian's nodejs and npm)"; fi
