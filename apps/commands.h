@@ -13,6 +13,7 @@ int run_synth(int argc, char** argv);
 int run_quantize(int argc, char** argv);
 int run_report(int argc, char** argv);
 int run_run(int argc, char** argv);
+int run_export(int argc, char** argv);
 
 // Each sub-command's options, bound to throwaway values: `dfq run` accepts
 // their union and routes every option to the stages that take it.

@@ -22,7 +22,8 @@ const char* kHelp =
     "  synth     synthesize calibration images from the model's batch-norm statistics\n"
     "  quantize  quantize a model (W2-8 A2-8) calibrated on synthetic or real images\n"
     "  run       all of it in one run folder: synthesize, quantize, evaluate FP32 and integer, card, report\n"
-    "  report    self-contained HTML report of a run folder (card, per-layer SQNR, plots, images)\n\n"
+    "  report    self-contained HTML report of a run folder (card, per-layer SQNR, plots, images)\n"
+    "  export    a quantized model (.dfq) as an ONNX QDQ file for ONNX Runtime, TensorRT, OpenVINO\n\n"
     "example:\n"
     "  dfq eval --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test --preset cifar\n";
 
@@ -45,7 +46,8 @@ int main(int argc, char** argv) {
     if (command == "quantize") return dfq::cli::run_quantize(argc - 1, argv + 1);
     if (command == "run") return dfq::cli::run_run(argc - 1, argv + 1);
     if (command == "report") return dfq::cli::run_report(argc - 1, argv + 1);
-    std::fprintf(stderr, "error: unknown command '%s': expected eval, info, synth, quantize, run or report (see dfq --help)\n",
+    if (command == "export") return dfq::cli::run_export(argc - 1, argv + 1);
+    std::fprintf(stderr, "error: unknown command '%s': expected eval, info, synth, quantize, run, report or export (see dfq --help)\n",
                  command.c_str());
     return 2;
   } catch (const dfq::Error& e) {

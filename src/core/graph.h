@@ -51,6 +51,7 @@ struct Graph {
   int output = 0;
   int64_t input_channels = 0;  // channels the first layer expects
   std::string source;          // file the graph was imported from
+  std::string source_sha256;   // SHA-256 of that file (hex; empty in artifacts older than the field)
 
   const Node& node(int id) const { return nodes.at(static_cast<size_t>(id)); }
   // Width of the network output (out_features of the last Linear or channels of

@@ -9,6 +9,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include "core/content_hash.h"
 #include "core/error.h"
 #include "core/import_call.h"
 
@@ -72,6 +73,7 @@ class Importer {
            "error: " + first_line(e.what_without_backtrace()));
     }
     graph_.source = path_;
+    graph_.source_sha256 = sha256_of_file(path_);
     import(*jit_graph);
     prune_unreachable();
     check_image_input();

@@ -22,6 +22,7 @@ namespace dfq {
 
 struct Node;
 class ImportCall;
+class OnnxCall;
 
 // One averaging window of a kAverage op over an H x W input, and the divisor
 // ATen uses for it.
@@ -92,6 +93,10 @@ struct OpDef {
   // Why this node cannot run on integers, as what was found ("value 1.5 (only
   // zero padding is exact)"); empty when it can. May be null.
   std::string (*integer_refusal)(const Node& node) = nullptr;
+  // ONNX export (core/onnx_call.h): the op's float semantics as ONNX nodes;
+  // the exporter adds the QuantizeLinear/DequantizeLinear pairs. Null: the op
+  // cannot be exported (the exporter refuses the model, naming the node).
+  void (*export_onnx)(OnnxCall& call) = nullptr;
   // kWeighted and Add: the requantization of its output can apply a following
   // kClamp's bounds (the pass of qmodel.h decides when it does).
   bool absorbs_clamp = false;

@@ -52,7 +52,7 @@ void require_window(const Node& n, bool dilated) {
 
 OpDef table_op(const char* name, std::vector<const char*> aten,
                at::Tensor (*run)(const Node&, const std::vector<at::Tensor>&), double (*f)(const Node&, double),
-               bool output_unsigned) {
+               bool output_unsigned, void (*export_onnx)(OnnxCall&)) {
   OpDef d;
   d.name = name;
   d.role = QuantRole::kTable;
@@ -60,6 +60,7 @@ OpDef table_op(const char* name, std::vector<const char*> aten,
   d.import = [](ImportCall& c) { c.add(c.op(), {c.tensor(0)}); };
   d.run = run;
   d.pointwise = f;
+  d.export_onnx = export_onnx;
   if (output_unsigned) d.output_unsigned = [](const Node&, const std::vector<bool>&) { return true; };
   return d;
 }

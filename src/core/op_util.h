@@ -11,6 +11,8 @@
 
 namespace dfq {
 
+class OnnxCall;
+
 // Integer attributes: `count` entries each (0: any number), each >= `minimum`.
 void require_ints(const Node& n, std::initializer_list<const char*> keys, size_t count, int64_t minimum);
 void require_reals(const Node& n, std::initializer_list<const char*> keys);
@@ -21,10 +23,10 @@ void require_tensor(const Node& n, const char* key, int64_t dims, int64_t size0)
 void require_window(const Node& n, bool dilated);
 
 // A kTable op of one input imported from the given aten:: kinds, whose
-// output is >= 0 when `output_unsigned`.
+// output is >= 0 when `output_unsigned`, exported by `export_onnx`.
 OpDef table_op(const char* name, std::vector<const char*> aten,
                at::Tensor (*run)(const Node&, const std::vector<at::Tensor>&), double (*f)(const Node&, double),
-               bool output_unsigned);
+               bool output_unsigned, void (*export_onnx)(OnnxCall&));
 
 // Upsampling ops (aten::upsample_*2d, vec and plain overloads): reads the
 // output size or the scale factors into attributes output_size (ints, empty

@@ -30,6 +30,7 @@ Graph fold_batch_norms(const Graph& graph) {
   const Readers readers = readers_of(graph);
   Graph out;
   out.source = graph.source;
+  out.source_sha256 = graph.source_sha256;
   out.input_channels = graph.input_channels;
   std::vector<int> new_id(graph.nodes.size(), -1);
   for (const Node& n : graph.nodes) {

@@ -131,14 +131,14 @@ void save_quantized_model(const QuantizedModel& model, const std::string& path) 
   const QuantConfig& c = model.config;
   const nlohmann::json header = {
       {"graph", {{"nodes", nodes}, {"output", model.graph.output}, {"input_channels", model.graph.input_channels},
-                 {"source", model.graph.source}}},
+                 {"source", model.graph.source}, {"source_sha256", model.graph.source_sha256}}},
       {"config", {{"weight_bits", c.weight_bits}, {"activation_bits", c.activation_bits},
                   {"first_last_bits", c.first_last_bits}, {"per_channel", c.per_channel},
                   {"weight_range", c.weight_range}, {"activation_range", c.activation_range},
                   {"percentile", c.percentile}, {"residual_layers", c.residual_layers},
                   {"residual_budget", c.residual_budget}, {"bias_correction", c.bias_correction},
                   {"weight_objective", c.weight_objective}, {"reconstruction", c.reconstruction}, {"cross_layer_equalization", c.cross_layer_equalization},
-                  {"power_of_two_scales", c.power_of_two_scales}, {"weight_lut", c.weight_lut}, {"calibration", c.calibration}, {"calibration_count", c.calibration_count}}},
+                  {"power_of_two_scales", c.power_of_two_scales}, {"weight_lut", c.weight_lut}, {"calibration", c.calibration}, {"calibration_count", c.calibration_count}, {"input_size", c.input_size}}},
       {"weights", weights}, {"activations", activations}, {"tensors", tensors.table}};
   const std::string text = header.dump();
   std::string file(kMagic, sizeof kMagic);
@@ -218,6 +218,7 @@ QuantizedModel load_quantized_model(const std::string& path) {
     model.graph.output = integer<int>(g.at("output"));
     model.graph.input_channels = integer<int64_t>(g.at("input_channels"));
     model.graph.source = g.at("source").get<std::string>();
+    model.graph.source_sha256 = g.value("source_sha256", std::string());  // absent before it was added
     for (const auto& [key, jw] : h.at("weights").items()) {
       const int id = node_id(key, model.graph.nodes.size());
       const OpDef* op = model.graph.nodes[static_cast<size_t>(id)].op;
@@ -283,6 +284,7 @@ QuantizedModel load_quantized_model(const std::string& path) {
     cfg.cross_layer_equalization = c.at("cross_layer_equalization");
     cfg.power_of_two_scales = c.at("power_of_two_scales"), cfg.weight_lut = c.at("weight_lut");
     cfg.calibration = c.at("calibration"), cfg.calibration_count = integer<int64_t>(c.at("calibration_count"));
+    if (c.contains("input_size")) cfg.input_size = integers<int64_t>(c.at("input_size"));  // absent before it was added
   } catch (const dfq::Error& e) {
     throw Error(subject + ": " + one_line(e.what()));  // e.g. a packed tensor that does not fit its shape
   } catch (const c10::Error& e) {  // LibTorch's what() carries a multi-line backtrace

@@ -150,6 +150,12 @@ void validate_weights(const Node& n, const WeightQuant& w) {
 void validate(const QuantizedModel& model) {
   const Graph& g = model.graph;
   validate(g);
+  const std::vector<int64_t>& size = model.config.input_size;
+  if (!size.empty() && (size.size() != 2 || size[0] < 1 || size[1] < 1 || size[0] > 65536 || size[1] > 65536))
+    fail("config input_size", "empty or two sizes in 1..65536", std::to_string(size.size()) + " values");
+  if (!g.source_sha256.empty() &&
+      (g.source_sha256.size() != 64 || g.source_sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
+    fail("graph source_sha256", "64 lowercase hex digits", std::to_string(g.source_sha256.size()) + " characters");
   for (const auto& [id, w] : model.weights)
     if (id < 0 || id >= static_cast<int>(g.nodes.size()) ||
         (g.node(id).op != Op::Conv2d && g.node(id).op != Op::Linear))

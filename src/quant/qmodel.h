@@ -80,6 +80,7 @@ struct QuantConfig {
   bool weight_lut = false;                 // <= 4-bit layers through a lookup table (weight_lut.h)
   std::string calibration;        // "synthetic (direct, 256 images, 500 iterations)" or a folder
   int64_t calibration_count = 0;
+  std::vector<int64_t> input_size;  // H, W of the calibration images (empty in older artifacts)
 };
 
 struct QuantizedModel {

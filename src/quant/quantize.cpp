@@ -799,6 +799,7 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   model.config.power_of_two_scales = o.weight_range.power_of_two && o.activation_range.power_of_two;
   model.config.weight_lut = o.weight_lut;
   model.config.calibration_count = calibration.size(0);
+  model.config.input_size = {calibration.size(2), calibration.size(3)};
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return model;
 }

@@ -4,6 +4,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -23,6 +24,19 @@ PoolGeometry pool(const Node& n, int64_t h, int64_t w) {
   return g;
 }
 
+// GlobalAveragePool, or AveragePool when the windows tile the input evenly;
+// ATen's overlapping windows have no ONNX form.
+void export_onnx(OnnxCall& c) {
+  const std::vector<int64_t> in = c.input_shape(0);
+  const std::vector<int64_t>& out = c.node().attrs.list("output_size");
+  if (out[0] == 1 && out[1] == 1) return void(c.add("GlobalAveragePool", {c.input(0)}));
+  if (in[2] % out[0] != 0 || in[3] % out[1] != 0)
+    c.unsupported("adaptive average pool from " + std::to_string(in[2]) + "x" + std::to_string(in[3]) + " to " +
+                  join(out, "x") + " (windows of different sizes)");
+  const std::vector<int64_t> k{in[2] / out[0], in[3] / out[1]};
+  c.add("AveragePool", {c.input(0)}, {OnnxAttr::list("kernel_shape", k), OnnxAttr::list("strides", k)});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "adaptive_avg_pool2d";
@@ -39,6 +53,7 @@ OpDef make() {
   d.describe = [](const Node& n) { return "out " + join(n.attrs.list("output_size"), "x"); };
   d.output_unsigned = [](const Node&, const std::vector<bool>& in) { return bool(in[0]); };
   d.pool = pool;
+  d.export_onnx = export_onnx;
   return d;
 }
 

@@ -5,6 +5,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 namespace {
@@ -21,6 +22,12 @@ at::Tensor run(const Node& n, const std::vector<at::Tensor>& in) {
   return alpha == 1.0 ? at::add(in[0], in[1]) : at::add(in[0], in[1], alpha);
 }
 
+void export_onnx(OnnxCall& c) {
+  const double alpha = c.node().attrs.f("alpha");
+  const std::string b = alpha == 1.0 ? c.input(1) : c.add("Mul", {c.input(1), c.real(alpha)});
+  c.add("Add", {c.input(0), b});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "add";
@@ -34,6 +41,7 @@ OpDef make() {
     return n.attrs.f("alpha") == 1.0 ? std::string() : "alpha=" + std::to_string(n.attrs.f("alpha"));
   };
   d.absorbs_clamp = true;
+  d.export_onnx = export_onnx;
   return d;
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -63,6 +64,20 @@ PoolGeometry pool(const Node& n, int64_t h, int64_t w) {
   return g;
 }
 
+// ONNX's AveragePool divides like ATen except with ceil_mode windows that
+// start in the padding, and has no divisor override: those are refused.
+void export_onnx(OnnxCall& c) {
+  const Attrs& a = c.node().attrs;
+  if (a.i("divisor_override") > 0) c.unsupported("avg_pool2d with a divisor override");
+  if (a.i("ceil_mode") != 0 && a.i("count_include_pad") != 0 && a.list("padding") != std::vector<int64_t>{0, 0})
+    c.unsupported("avg_pool2d with ceil_mode, padding and count_include_pad (ONNX divides its edge windows differently)");
+  const std::vector<int64_t>& p = a.list("padding");
+  c.add("AveragePool", {c.input(0)},
+        {OnnxAttr::list("kernel_shape", a.list("kernel")), OnnxAttr::list("strides", a.list("stride")),
+         OnnxAttr::list("pads", {p[0], p[1], p[0], p[1]}), OnnxAttr::i("ceil_mode", a.i("ceil_mode")),
+         OnnxAttr::i("count_include_pad", a.i("count_include_pad"))});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "avg_pool2d";
@@ -74,6 +89,7 @@ OpDef make() {
   d.describe = describe_window;
   d.output_unsigned = [](const Node&, const std::vector<bool>& in) { return bool(in[0]); };
   d.pool = pool;
+  d.export_onnx = export_onnx;
   return d;
 }
 

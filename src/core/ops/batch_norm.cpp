@@ -10,6 +10,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 namespace {
@@ -46,6 +47,12 @@ std::string describe(const Node& n) {
   return buffer;
 }
 
+void export_onnx(OnnxCall& c) {
+  c.add("BatchNormalization",
+        {c.input(0), c.param("weight"), c.param("bias"), c.param("running_mean"), c.param("running_var")},
+        {OnnxAttr::f("epsilon", c.node().attrs.f("eps"))});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "batch_norm";
@@ -55,6 +62,7 @@ OpDef make() {
   d.validate = validate;
   d.run = run;
   d.describe = describe;
+  d.export_onnx = export_onnx;
   return d;
 }
 

@@ -6,12 +6,19 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
 extern const OpDef kCatOp;  // defined at the end
 
 namespace {
+
+void export_onnx(OnnxCall& c) {
+  std::vector<std::string> inputs;
+  for (size_t k = 0; k < c.node().inputs.size(); ++k) inputs.push_back(c.input(k));
+  c.add("Concat", inputs, {OnnxAttr::i("axis", c.node().attrs.i("dim"))});
+}
 
 OpDef make() {
   OpDef d;
@@ -30,6 +37,7 @@ OpDef make() {
   d.output_unsigned = [](const Node&, const std::vector<bool>& in) {
     return std::all_of(in.begin(), in.end(), [](bool u) { return u; });
   };
+  d.export_onnx = export_onnx;
   return d;
 }
 

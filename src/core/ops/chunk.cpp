@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -44,6 +45,18 @@ at::Tensor run(const Node& n, const std::vector<at::Tensor>& in) {
   return pieces[index];
 }
 
+// A Slice of the static extent (torch.chunk's pieces: ceil(size / chunks) each, the last shorter).
+void export_onnx(OnnxCall& c) {
+  const Attrs& a = c.node().attrs;
+  const std::vector<int64_t> in = c.input_shape(0);
+  int64_t dim = a.i("dim");
+  dim = dim < 0 ? dim + static_cast<int64_t>(in.size()) : dim;
+  if (dim == 0) c.unsupported("chunk along the batch dimension");
+  const int64_t size = in.at(static_cast<size_t>(dim)), piece = (size + a.i("chunks") - 1) / a.i("chunks");
+  const int64_t start = a.i("index") * piece;
+  c.add("Slice", {c.input(0), c.ints({start}), c.ints({std::min(start + piece, size)}), c.ints({dim})});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "chunk";
@@ -56,6 +69,7 @@ OpDef make() {
     return std::to_string(n.attrs.i("index") + 1) + "/" + std::to_string(n.attrs.i("chunks")) + " dim " +
            std::to_string(n.attrs.i("dim"));
   };
+  d.export_onnx = export_onnx;
   return d;
 }
 

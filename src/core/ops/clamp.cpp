@@ -12,6 +12,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 namespace {
@@ -41,6 +42,12 @@ std::string describe(const Node& n) {
   return buffer;
 }
 
+// Clip with an omitted bound for an infinite one.
+void export_onnx(OnnxCall& c) {
+  const double lo = c.node().attrs.f("min"), hi = c.node().attrs.f("max");
+  c.add("Clip", {c.input(0), std::isinf(lo) ? std::string() : c.real(lo), std::isinf(hi) ? std::string() : c.real(hi)});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "clamp";
@@ -52,6 +59,7 @@ OpDef make() {
   d.describe = describe;
   d.output_unsigned = [](const Node& n, const std::vector<bool>&) { return n.attrs.f("min") >= 0.0; };
   d.bounds = [](const Node& n) { return std::make_pair(n.attrs.f("min"), n.attrs.f("max")); };
+  d.export_onnx = export_onnx;
   return d;
 }
 

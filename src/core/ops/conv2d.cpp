@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 namespace {
@@ -61,6 +62,16 @@ std::string describe(const Node& n) {
   return buffer;
 }
 
+void export_onnx(OnnxCall& c) {
+  const Attrs& a = c.node().attrs;
+  const at::Tensor& w = c.node().param("weight");
+  const std::vector<int64_t>& p = a.list("padding");
+  c.add("Conv", {c.input(0), c.param("weight"), c.param("bias")},
+        {OnnxAttr::list("kernel_shape", {w.size(2), w.size(3)}), OnnxAttr::list("strides", a.list("stride")),
+         OnnxAttr::list("pads", {p[0], p[1], p[0], p[1]}), OnnxAttr::list("dilations", a.list("dilation")),
+         OnnxAttr::i("group", a.i("groups"))});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "conv2d";
@@ -71,6 +82,7 @@ OpDef make() {
   d.run = run;
   d.describe = describe;
   d.absorbs_clamp = true;
+  d.export_onnx = export_onnx;
   return d;
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/onnx_call.h"
 #include "core/op_util.h"
 
 namespace dfq {
@@ -14,6 +15,7 @@ double f(const Node&, double x) { return std::min(std::max(x + 3.0, 0.0), 6.0) /
 }  // namespace
 
 extern const OpDef kHardsigmoidOp;
-const OpDef kHardsigmoidOp = table_op("hardsigmoid", {"aten::hardsigmoid", "aten::hardsigmoid_"}, [](const Node&, const std::vector<at::Tensor>& in) { return at::hardsigmoid(in[0]); }, f, true);
+const OpDef kHardsigmoidOp = table_op("hardsigmoid", {"aten::hardsigmoid", "aten::hardsigmoid_"}, [](const Node&, const std::vector<at::Tensor>& in) { return at::hardsigmoid(in[0]); }, f, true,
+    [](OnnxCall& c) { c.add("HardSigmoid", {c.input(0)}, {OnnxAttr::f("alpha", 1.0 / 6.0), OnnxAttr::f("beta", 0.5)}); });
 
 }  // namespace dfq

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/onnx_call.h"
 #include "core/op_util.h"
 
 namespace dfq {
@@ -14,6 +15,7 @@ double f(const Node&, double x) { return x * std::min(std::max(x + 3.0, 0.0), 6.
 }  // namespace
 
 extern const OpDef kHardswishOp;
-const OpDef kHardswishOp = table_op("hardswish", {"aten::hardswish", "aten::hardswish_"}, [](const Node&, const std::vector<at::Tensor>& in) { return at::hardswish(in[0]); }, f, false);
+const OpDef kHardswishOp = table_op("hardswish", {"aten::hardswish", "aten::hardswish_"}, [](const Node&, const std::vector<at::Tensor>& in) { return at::hardswish(in[0]); }, f, false,
+    [](OnnxCall& c) { c.add("HardSwish", {c.input(0)}); });
 
 }  // namespace dfq

@@ -4,12 +4,17 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
 extern const OpDef kLeakyReluOp;  // defined at the end
 
 namespace {
+
+void export_onnx(OnnxCall& c) {
+  c.add("LeakyRelu", {c.input(0)}, {OnnxAttr::f("alpha", c.node().attrs.f("slope"))});
+}
 
 OpDef make() {
   OpDef d;
@@ -25,6 +30,7 @@ OpDef make() {
   d.describe = [](const Node& n) { return "slope " + std::to_string(n.attrs.f("slope")); };
   d.output_unsigned = [](const Node& n, const std::vector<bool>& in) { return in[0] && n.attrs.f("slope") >= 0.0; };
   d.pointwise = [](const Node& n, double x) { return x >= 0.0 ? x : n.attrs.f("slope") * x; };
+  d.export_onnx = export_onnx;
   return d;
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 namespace {
@@ -34,6 +35,18 @@ void validate(const Node& n) {
   if (n.has_param("bias")) require_tensor(n, "bias", 1, n.param("weight").size(0));
 }
 
+// Gemm on a matrix; on more dimensions, MatMul with the transposed weight.
+void export_onnx(OnnxCall& c) {
+  if (c.input_shape(0).size() == 2) {
+    c.add("Gemm", {c.input(0), c.param("weight"), c.param("bias")}, {OnnxAttr::i("transB", 1)});
+    return;
+  }
+  const std::string t = c.add("Transpose", {c.param("weight")}, {OnnxAttr::list("perm", {1, 0})});
+  const std::string y = c.add("MatMul", {c.input(0), t});
+  const std::string bias = c.param("bias");
+  if (!bias.empty()) c.add("Add", {y, bias});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "linear";
@@ -49,6 +62,7 @@ OpDef make() {
     return std::to_string(w.size(1)) + "->" + std::to_string(w.size(0));
   };
   d.absorbs_clamp = true;
+  d.export_onnx = export_onnx;
   return d;
 }
 

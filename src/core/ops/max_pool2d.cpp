@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -88,6 +89,15 @@ at::Tensor run_integer(const Node& n, const std::vector<at::Tensor>& in) {
   return out;
 }
 
+void export_onnx(OnnxCall& c) {
+  const Attrs& a = c.node().attrs;
+  const std::vector<int64_t>& p = a.list("padding");
+  c.add("MaxPool", {c.input(0)},
+        {OnnxAttr::list("kernel_shape", a.list("kernel")), OnnxAttr::list("strides", a.list("stride")),
+         OnnxAttr::list("pads", {p[0], p[1], p[0], p[1]}), OnnxAttr::list("dilations", a.list("dilation")),
+         OnnxAttr::i("ceil_mode", a.i("ceil_mode"))});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "max_pool2d";
@@ -98,6 +108,7 @@ OpDef make() {
   d.run = run;
   d.run_integer = run_integer;
   d.describe = describe_window;
+  d.export_onnx = export_onnx;
   return d;
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 namespace {
@@ -32,6 +33,20 @@ PoolGeometry pool(const Node& n, int64_t h, int64_t w) {
   return g;
 }
 
+// Over the spatial dimensions: GlobalAveragePool (then a Reshape to N x C
+// without keepdim); other dimensions: ReduceMean (axes an attribute before opset 18).
+void export_onnx(OnnxCall& c) {
+  const bool keep = c.node().attrs.i("keepdim") != 0;
+  if (spatial(c.node()) && c.input_shape(0).size() == 4) {
+    const std::string pooled = c.add("GlobalAveragePool", {c.input(0)});
+    if (!keep) c.add("Reshape", {pooled, c.ints({0, -1})});
+    return;
+  }
+  const std::vector<int64_t>& dims = c.node().attrs.list("dims");
+  if (c.opset() < 18) c.add("ReduceMean", {c.input(0)}, {OnnxAttr::list("axes", dims), OnnxAttr::i("keepdims", keep)});
+  else c.add("ReduceMean", {c.input(0), c.ints(dims)}, {OnnxAttr::i("keepdims", keep)});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "mean";
@@ -54,6 +69,7 @@ OpDef make() {
     return spatial(n) ? std::string()
                       : "dims " + join(n.attrs.list("dims"), ",") + " (only a mean over the spatial dimensions 2 and 3)";
   };
+  d.export_onnx = export_onnx;
   return d;
 }
 

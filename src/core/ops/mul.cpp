@@ -5,6 +5,7 @@
 #include <ATen/ops/mul.h>
 
 #include "core/import_call.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -27,6 +28,8 @@ void import(ImportCall& c) {
   c.add(kScaleOp, {c.tensor(x)}).attrs.reals["factor"] = factor.item<double>();
 }
 
+void export_onnx(OnnxCall& c) { c.add("Mul", {c.input(0), c.input(1)}); }
+
 OpDef make() {
   OpDef d;
   d.name = "mul";
@@ -36,6 +39,7 @@ OpDef make() {
   d.import = import;
   d.run = [](const Node&, const std::vector<at::Tensor>& in) { return at::mul(in[0], in[1]); };
   d.output_unsigned = [](const Node&, const std::vector<bool>& in) { return in[0] && in[1]; };
+  d.export_onnx = export_onnx;
   return d;
 }
 

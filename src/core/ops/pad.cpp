@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -33,6 +34,21 @@ void validate(const Node& n) {
          std::to_string(n.attrs.list("pads").size()));
 }
 
+// ATen lists (before, after) pairs from the last dimension backwards; ONNX
+// all befores, then all afters, from the first dimension.
+void export_onnx(OnnxCall& c) {
+  const std::vector<int64_t>& torch_pads = c.node().attrs.list("pads");
+  const size_t rank = c.input_shape(0).size(), padded = torch_pads.size() / 2;
+  if (padded > rank) c.unsupported("padding more dimensions than the input has");
+  std::vector<int64_t> pads(2 * rank, 0);
+  for (size_t k = 0; k < padded; ++k) {
+    pads[rank - 1 - k] = torch_pads[2 * k];
+    pads[2 * rank - 1 - k] = torch_pads[2 * k + 1];
+  }
+  if (*std::min_element(pads.begin(), pads.end()) < 0) c.unsupported("negative padding (cropping)");
+  c.add("Pad", {c.input(0), c.ints(pads), c.real(c.node().attrs.f("value"))}, {OnnxAttr::s("mode", "constant")});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "pad";
@@ -48,6 +64,7 @@ OpDef make() {
     return n.attrs.f("value") == 0.0 ? std::string()
                                      : "value " + std::to_string(n.attrs.f("value")) + " (only zero padding is exact)";
   };
+  d.export_onnx = export_onnx;
   return d;
 }
 

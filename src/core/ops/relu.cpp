@@ -5,9 +5,12 @@
 #include <cmath>
 
 #include "core/import_call.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 namespace {
+
+void export_onnx(OnnxCall& c) { c.add("Relu", {c.input(0)}); }
 
 OpDef make() {
   OpDef d;
@@ -18,6 +21,7 @@ OpDef make() {
   d.run = [](const Node&, const std::vector<at::Tensor>& in) { return at::relu(in[0]); };
   d.output_unsigned = [](const Node&, const std::vector<bool>&) { return true; };
   d.bounds = [](const Node&) { return std::make_pair(0.0, double(INFINITY)); };
+  d.export_onnx = export_onnx;
   return d;
 }
 

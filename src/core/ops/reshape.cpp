@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -45,6 +46,30 @@ at::Tensor run(const Node& n, const std::vector<at::Tensor>& in) {
   return x.reshape(shape);
 }
 
+// The target shape as a tensor: constants, and sizes read from the input at
+// run time (Shape, Gather, Div), so that it follows the batch.
+void export_onnx(OnnxCall& c) {
+  const Attrs& a = c.node().attrs;
+  const std::vector<int64_t>& shape = a.list("shape");
+  const std::vector<int64_t>& from = a.list("shape_from_input");
+  const bool divided = a.ints.count("shape_divisor") != 0;
+  std::vector<std::string> parts;
+  std::string sizes;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (from[i] < 0) {
+      parts.push_back(c.ints({shape[i]}));
+      continue;
+    }
+    if (sizes.empty()) sizes = c.add("Shape", {c.input(0)});
+    std::string part = c.add("Gather", {sizes, c.ints({from[i]})}, {OnnxAttr::i("axis", 0)});
+    const int64_t divisor = divided ? a.list("shape_divisor")[i] : 1;
+    if (divisor != 1) part = c.add("Div", {part, c.ints({divisor})});
+    parts.push_back(part);
+  }
+  const std::string target = c.add("Concat", parts, {OnnxAttr::i("axis", 0)});
+  c.add("Reshape", {c.input(0), target});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "reshape";
@@ -54,6 +79,7 @@ OpDef make() {
   d.validate = validate;
   d.run = run;
   d.describe = [](const Node& n) { return "shape " + join(n.attrs.list("shape"), ","); };
+  d.export_onnx = export_onnx;
   return d;
 }
 

@@ -3,6 +3,7 @@
 // any <= 8-bit input, like the pointwise activations.
 #include <ATen/TensorOperators.h>
 
+#include "core/onnx_call.h"
 #include "core/op_util.h"
 
 namespace dfq {
@@ -17,6 +18,7 @@ const OpDef kScaleOp = [] {
   d.describe = [](const Node& n) { return "x" + std::to_string(n.attrs.f("factor")); };
   d.output_unsigned = [](const Node& n, const std::vector<bool>& in) { return in[0] && n.attrs.f("factor") >= 0.0; };
   d.pointwise = [](const Node& n, double x) { return n.attrs.f("factor") * x; };
+  d.export_onnx = [](OnnxCall& c) { c.add("Mul", {c.input(0), c.real(c.node().attrs.f("factor"))}); };
   return d;
 }();
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/onnx_call.h"
 #include "core/op_util.h"
 
 namespace dfq {
@@ -14,6 +15,7 @@ double f(const Node&, double x) { return 1.0 / (1.0 + std::exp(-x)); }
 }  // namespace
 
 extern const OpDef kSigmoidOp;
-const OpDef kSigmoidOp = table_op("sigmoid", {"aten::sigmoid", "aten::sigmoid_"}, [](const Node&, const std::vector<at::Tensor>& in) { return at::sigmoid(in[0]); }, f, true);
+const OpDef kSigmoidOp = table_op("sigmoid", {"aten::sigmoid", "aten::sigmoid_"}, [](const Node&, const std::vector<at::Tensor>& in) { return at::sigmoid(in[0]); }, f, true,
+    [](OnnxCall& c) { c.add("Sigmoid", {c.input(0)}); });
 
 }  // namespace dfq

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/onnx_call.h"
 #include "core/op_util.h"
 
 namespace dfq {
@@ -14,6 +15,7 @@ double f(const Node&, double x) { return x / (1.0 + std::exp(-x)); }
 }  // namespace
 
 extern const OpDef kSiluOp;
-const OpDef kSiluOp = table_op("silu", {"aten::silu", "aten::silu_"}, [](const Node&, const std::vector<at::Tensor>& in) { return at::silu(in[0]); }, f, false);
+const OpDef kSiluOp = table_op("silu", {"aten::silu", "aten::silu_"}, [](const Node&, const std::vector<at::Tensor>& in) { return at::silu(in[0]); }, f, false,
+    [](OnnxCall& c) { c.add("Mul", {c.input(0), c.add("Sigmoid", {c.input(0)})}); });
 
 }  // namespace dfq

@@ -4,6 +4,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -65,6 +66,14 @@ std::string describe(const Node& n) {
          (a.i("end") == INT64_MAX ? std::string() : std::to_string(a.i("end"))) + ":" + std::to_string(a.i("step")) + "]";
 }
 
+void export_onnx(OnnxCall& c) {
+  const Attrs& a = c.node().attrs;
+  int64_t dim = a.i("dim");
+  dim = dim < 0 ? dim + static_cast<int64_t>(c.input_shape(0).size()) : dim;
+  if (dim == 0) c.unsupported("slice along the batch dimension");
+  c.add("Slice", {c.input(0), c.ints({a.i("start")}), c.ints({a.i("end")}), c.ints({dim}), c.ints({a.i("step")})});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "slice";
@@ -77,6 +86,7 @@ OpDef make() {
     return in[0].slice(a.i("dim"), a.i("start"), a.i("end"), a.i("step"));
   };
   d.describe = describe;
+  d.export_onnx = export_onnx;
   return d;
 }
 

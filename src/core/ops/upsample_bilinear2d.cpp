@@ -10,6 +10,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -60,6 +61,23 @@ void resample(const Node& n, int64_t h, int64_t w, ResampleAxis& rows, ResampleA
   cols = axis(w, out_w, align, sized ? 0.0 : n.attrs.f("scale_w"));
 }
 
+// Resize (linear) to the static output size; ATen's scale-factor form maps
+// coordinates by the factor, not by the size ratio: refused unless they agree.
+void export_onnx(OnnxCall& c) {
+  const Node& n = c.node();
+  const std::vector<int64_t> in = c.input_shape(0), out = c.output_shape();
+  const bool align = n.attrs.i("align_corners") != 0;
+  if (!align && n.attrs.list("output_size").empty() &&
+      (in[2] * n.attrs.f("scale_h") != double(out[2]) || in[3] * n.attrs.f("scale_w") != double(out[3])))
+    c.unsupported("bilinear upsampling by a factor that does not give a whole output size");
+  const std::string sizes = c.add("Shape", {c.input(0)});
+  const std::string nc = c.add("Slice", {sizes, c.ints({0}), c.ints({2})});
+  const std::string target = c.add("Concat", {nc, c.ints({out[2], out[3]})}, {OnnxAttr::i("axis", 0)});
+  c.add("Resize", {c.input(0), "", "", target},
+        {OnnxAttr::s("mode", "linear"),
+         OnnxAttr::s("coordinate_transformation_mode", align ? "align_corners" : "pytorch_half_pixel")});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "upsample_bilinear2d";
@@ -74,6 +92,7 @@ OpDef make() {
   d.describe = [](const Node& n) { return describe_upsample(n) + (n.attrs.i("align_corners") ? " align" : ""); };
   d.output_unsigned = [](const Node&, const std::vector<bool>& in) { return bool(in[0]); };
   d.resample = resample;
+  d.export_onnx = export_onnx;
   return d;
 }
 

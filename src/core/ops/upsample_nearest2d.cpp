@@ -6,6 +6,7 @@
 
 #include "core/import_call.h"
 #include "core/op_util.h"
+#include "core/onnx_call.h"
 
 namespace dfq {
 
@@ -41,6 +42,17 @@ at::Tensor run_integer(const Node& n, const std::vector<at::Tensor>& in) {
   return x.index_select(2, r).index_select(3, c);
 }
 
+// Resize to the static output size, batch and channels read at run time.
+void export_onnx(OnnxCall& c) {
+  const std::vector<int64_t> out = c.output_shape();
+  const std::string sizes = c.add("Shape", {c.input(0)});
+  const std::string nc = c.add("Slice", {sizes, c.ints({0}), c.ints({2})});
+  const std::string target = c.add("Concat", {nc, c.ints({out[2], out[3]})}, {OnnxAttr::i("axis", 0)});
+  c.add("Resize", {c.input(0), "", "", target},
+        {OnnxAttr::s("mode", "nearest"), OnnxAttr::s("coordinate_transformation_mode", "asymmetric"),
+         OnnxAttr::s("nearest_mode", "floor")});
+}
+
 OpDef make() {
   OpDef d;
   d.name = "upsample_nearest2d";
@@ -51,6 +63,7 @@ OpDef make() {
   d.run = run;
   d.run_integer = run_integer;
   d.describe = describe_upsample;
+  d.export_onnx = export_onnx;
   return d;
 }
 
