@@ -24,7 +24,8 @@ namespace dfq::cli {
 namespace {
 
 struct EvalCommand {
-  std::string model, qmodel, engine = "integer", kernels = "fast", data, json, class_names, save_outputs;
+  std::string model, qmodel, engine = "integer", kernels = "fast", data, json, class_names, save_outputs, save_inputs,
+      predictions;
   PreprocessOptions preprocess;
   int64_t batch = 256, limit = 0;
   int threads = 0, decode_threads = 1;
@@ -39,6 +40,61 @@ const char* kUsage =
     "example:\n"
     "  dfq eval --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test \\\n"
     "           --preset cifar --json results/resnet20-fp32.json\n";
+
+// Refuses, before the slow work, an output that cannot be written or that is
+// an input or another output (--save-inputs FILE also writes FILE.json).
+void check_outputs(const EvalCommand& cmd) {
+  std::vector<std::pair<std::string, std::string>> taken = {
+      {"--model", cmd.model}, {"--qmodel", cmd.qmodel}, {"--class-names", cmd.class_names}};
+  const std::pair<std::string, std::string> outputs[] = {
+      {"--json", cmd.json},
+      {"--save-outputs", cmd.save_outputs},
+      {"--save-inputs", cmd.save_inputs},
+      {"--save-inputs", cmd.save_inputs.empty() ? "" : cmd.save_inputs + ".json"},
+      {"--predictions", cmd.predictions}};
+  for (const auto& [option, path] : outputs) {
+    if (path.empty()) continue;
+    check_output(option, path, taken);
+    taken.emplace_back(option, path);
+  }
+}
+
+// What the requested outputs need kept while evaluating (inputs are large).
+OutputRecorder::Keep recorded(const EvalCommand& cmd) {
+  OutputRecorder::Keep keep;
+  keep.inputs = !cmd.save_outputs.empty() || !cmd.save_inputs.empty();
+  keep.logits = !cmd.save_outputs.empty();
+  keep.ranking = !cmd.predictions.empty();
+  return keep;
+}
+
+// Writes every requested file; they appear together at the end, or none does
+// (core/atomic_file.h StagedOutputs), and an earlier output stays as it was.
+void write_outputs(const EvalCommand& cmd, const nlohmann::json& metrics, const OutputRecorder& recorder,
+                   const EvaluatedImages& images) {
+  StagedOutputs staged;
+  try {
+    if (!cmd.json.empty()) write_file(staged.stage(cmd.json), metrics.dump(2) + "\n");
+    if (!cmd.save_outputs.empty())
+      recorder.write_outputs(staged.stage(cmd.save_outputs), images, "--save-outputs '" + cmd.save_outputs + "'");
+    if (!cmd.save_inputs.empty()) {
+      const std::string data_file = staged.stage(cmd.save_inputs);
+      const std::string json_file = staged.stage(cmd.save_inputs + ".json");
+      recorder.write_inputs(data_file, json_file, images, "--save-inputs '" + cmd.save_inputs + "'");
+    }
+    if (!cmd.predictions.empty())
+      recorder.write_predictions(staged.stage(cmd.predictions), images, "--predictions '" + cmd.predictions + "'");
+    staged.commit();
+  } catch (const Error& e) {
+    throw Error(staged.final_names(e.what()));
+  }
+  const long long n = recorder.images();
+  if (!cmd.save_outputs.empty()) std::printf("outputs   %lld inputs and logits written to %s\n", n, cmd.save_outputs.c_str());
+  if (!cmd.save_inputs.empty())
+    std::printf("inputs    %lld inputs written to %s (raw float32) and %s.json\n", n, cmd.save_inputs.c_str(),
+                cmd.save_inputs.c_str());
+  if (!cmd.predictions.empty()) std::printf("csv       %lld predictions written to %s\n", n, cmd.predictions.c_str());
+}
 
 }  // namespace
 
@@ -69,6 +125,11 @@ static void describe_options(po::options_description& options, EvalCommand& cmd)
        "write every input as the model saw it and its logits to this file (Python: torch.load gives a dict\n"
        "{inputs: N x C x H x W, logits: N x K, labels: output index, paths: relative to --data}); held in\n"
        "memory until the end (12 MB per 20 ImageNet images): use --limit on large folders")
+      ("save-inputs", po::value(&cmd.save_inputs),
+       "write the inputs as the model saw them to FILE (raw little-endian float32 N x C x H x W, no header) and "
+       "FILE.json (shape, paths, labels), for other runtimes; held in memory (123 MB per 10,000 CIFAR images)")
+      ("predictions", po::value(&cmd.predictions),
+       "write a CSV, one row per evaluated image: path,label,prediction,top5 (output indices; top5 best first)")
       ("no-fold-bn", po::bool_switch(&cmd.no_fold_bn),
        "run batch norm as a separate op instead of folding it into the preceding convolution")
       ("quiet,q", po::bool_switch(&cmd.quiet), "no progress line on stderr");
@@ -82,12 +143,8 @@ po::options_description eval_options() {
   return options;
 }
 
-int run_eval(int argc, char** argv) {
-  EvalCommand cmd;
-  po::options_description options("dfq eval options");
-  describe_options(options, cmd);
-  po::variables_map vm;
-  if (!parse(argc, argv, options, kUsage, &vm)) return 0;
+// The option combinations dfq eval refuses, and its outputs (check_outputs).
+static void validate(const EvalCommand& cmd, const po::variables_map& vm) {
   if (cmd.model.empty() == cmd.qmodel.empty())
     fail("model", "exactly one of --model (FP32) and --qmodel (quantized)", cmd.model.empty() ? "neither" : "both");
   if (cmd.qmodel.empty() && !vm["engine"].defaulted()) fail("--engine", "--qmodel (a quantized model)", "--model");
@@ -100,12 +157,50 @@ int run_eval(int argc, char** argv) {
   require_at_least("--limit", cmd.limit, 0);
   require_at_least("--threads", cmd.threads, 0);
   require_at_least("--decode-threads", cmd.decode_threads, 1);
+  check_outputs(cmd);
+}
 
-  if (!cmd.json.empty())
-    check_output("--json", cmd.json, {{"--model", cmd.model}, {"--qmodel", cmd.qmodel}, {"--class-names", cmd.class_names}});
-  if (!cmd.save_outputs.empty())
-    check_output("--save-outputs", cmd.save_outputs,
-                 {{"--model", cmd.model}, {"--qmodel", cmd.qmodel}, {"--class-names", cmd.class_names}, {"--json", cmd.json}});
+static void print_result(const EvalResult& result, const ImageFolder& folder) {
+  std::printf("top-1     %.2f %% (%lld/%lld)\n", result.top1(), static_cast<long long>(result.correct_top1),
+              static_cast<long long>(result.images));
+  std::printf("top-5     %.2f %% (%lld/%lld)\n", result.top5(), static_cast<long long>(result.correct_top5),
+              static_cast<long long>(result.images));
+  std::printf("images    %lld (%zu unreadable skipped, %zu non-image files skipped)\n",
+              static_cast<long long>(result.images), static_cast<size_t>(result.skipped), folder.skipped.size());
+  std::printf("seconds   %.3f\nimages/s  %.1f\n", result.seconds, result.images_per_second());
+}
+
+// The --json file: the metrics of `result` and how they were obtained.
+static nlohmann::json metrics_json(const EvalCommand& cmd, const EvalResult& result, const IntegerEngine* integer,
+                                   const std::string& preset, int threads, size_t folded, const ImageFolder& folder) {
+  nlohmann::json j = to_json(result);
+  j["model"] = !cmd.qmodel.empty() ? cmd.qmodel : cmd.model;
+  j["engine"] = !cmd.qmodel.empty() ? cmd.engine : "fp32";
+  if (integer) {
+    j["kernels"] = cmd.kernels;
+    nlohmann::json acc = nlohmann::json::array();
+    for (const AccumulatorReport& r : integer->accumulators())
+      acc.push_back({{"name", r.name}, {"worst_case", r.worst_case}, {"bits", r.bits}, {"overflows_int16", r.overflows_int16}});
+    j["accumulators"] = acc;
+    j["kernel_weight_bytes"] = integer->weight_bytes();
+  }
+  j["predecoded"] = cmd.predecode;
+  j["data"] = cmd.data;
+  j["preset"] = preset;
+  j["threads"] = threads;
+  j["batch"] = cmd.batch;
+  j["bn_folded"] = folded;
+  j["non_image_files_skipped"] = folder.skipped.size();
+  return j;
+}
+
+int run_eval(int argc, char** argv) {
+  EvalCommand cmd;
+  po::options_description options("dfq eval options");
+  describe_options(options, cmd);
+  po::variables_map vm;
+  if (!parse(argc, argv, options, kUsage, &vm)) return 0;
+  validate(cmd, vm);
 
   const int threads = set_threads(cmd.threads);
   std::unique_ptr<SimulatedModel> simulated;
@@ -170,50 +265,23 @@ int run_eval(int argc, char** argv) {
       fail_model_input(quantized ? cmd.qmodel : cmd.model, x, e.what());
     }
   };
-  OutputRecorder recorder;
-  const EvalResult result = evaluate(cmd.save_outputs.empty() ? model : recorder.wrap(model), folder, outputs, pre,
-                                     loader, cmd.quiet, cmd.predecode);
+  const OutputRecorder::Keep keep = recorded(cmd);
+  OutputRecorder recorder(keep);
+  const bool record = keep.inputs || keep.logits || keep.ranking;
+  const EvalResult result =
+      evaluate(record ? recorder.wrap(model) : model, folder, outputs, pre, loader, cmd.quiet, cmd.predecode);
   if (result.images == 0)  // only possible with --skip-bad: a 0/0 top-1 is no measurement
     fail("data folder '" + cmd.data + "'", "at least one readable image",
          "none (" + std::to_string(result.skipped) + " unreadable skipped by --skip-bad)");
 
-  std::printf("top-1     %.2f %% (%lld/%lld)\n", result.top1(), static_cast<long long>(result.correct_top1),
-              static_cast<long long>(result.images));
-  std::printf("top-5     %.2f %% (%lld/%lld)\n", result.top5(), static_cast<long long>(result.correct_top5),
-              static_cast<long long>(result.images));
-  std::printf("images    %lld (%zu unreadable skipped, %zu non-image files skipped)\n",
-              static_cast<long long>(result.images), static_cast<size_t>(result.skipped), folder.skipped.size());
-  std::printf("seconds   %.3f\nimages/s  %.1f\n", result.seconds, result.images_per_second());
+  print_result(result, folder);
   // After the run: the fast kernels add oneDNN's reordered int8 weights at the first batch.
   if (integer)
     std::printf("weights   %lld bytes held by the integer kernels (<= 4-bit weights packed two per byte)\n",
                 static_cast<long long>(integer->weight_bytes()));
-  if (!cmd.json.empty()) {
-    nlohmann::json j = to_json(result);
-    j["model"] = quantized ? cmd.qmodel : cmd.model;
-    j["engine"] = quantized ? cmd.engine : "fp32";
-    if (integer) {
-      j["kernels"] = cmd.kernels;
-      nlohmann::json acc = nlohmann::json::array();
-      for (const AccumulatorReport& r : integer->accumulators())
-        acc.push_back({{"name", r.name}, {"worst_case", r.worst_case}, {"bits", r.bits}, {"overflows_int16", r.overflows_int16}});
-      j["accumulators"] = acc;
-      j["kernel_weight_bytes"] = integer->weight_bytes();
-    }
-    j["predecoded"] = cmd.predecode;
-    j["data"] = cmd.data;
-    j["preset"] = pre.name;
-    j["threads"] = threads;
-    j["batch"] = cmd.batch;
-    j["bn_folded"] = folded;
-    j["non_image_files_skipped"] = folder.skipped.size();
-    write_file_atomic(cmd.json, j.dump(2) + "\n");
-  }
-  if (!cmd.save_outputs.empty()) {
-    recorder.save(cmd.save_outputs, folder, outputs, cmd.limit, result.skipped_files);
-    std::printf("outputs   %lld inputs and logits written to %s\n", static_cast<long long>(recorder.images()),
-                cmd.save_outputs.c_str());
-  }
+  const nlohmann::json metrics =
+      cmd.json.empty() ? nlohmann::json() : metrics_json(cmd, result, integer.get(), pre.name, threads, folded, folder);
+  write_outputs(cmd, metrics, recorder, evaluated_images(folder, outputs, cmd.limit, result.skipped_files));
   return 0;
 }
 

@@ -86,6 +86,52 @@ PY
   else bad "torch.load reads the saved outputs; argmax of its logits gives the JSON's correct count"; fi
 else skip "saved outputs through torch.load: /usr/bin/python3 has no torch"; fi
 
+# --predictions (CSV) and --save-inputs (raw float32 + JSON index) against the --json of the same run.
+# check_predictions.py CSV JSON [INPUTS]: header, one row per image, the CSV's top-1 equal to the JSON's,
+# prediction = first of top5; with INPUTS, the index's shape, paths and labels match the rows, and its size.
+cat >"$tmp/check_predictions.py" <<'PY'
+import csv, json, os, sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+metrics = json.load(open(sys.argv[2]))
+assert rows[0] == ["path", "label", "prediction", "top5"], rows[0]
+rows = rows[1:]
+assert len(rows) == metrics["images"], (len(rows), metrics["images"])
+hits = sum(r[1] == r[2] for r in rows)
+assert hits == metrics["correct"] and 100.0 * hits / len(rows) == metrics["top1"], (hits, metrics["correct"])
+for r in rows:
+    top5 = r[3].split(" ")
+    assert len(r) == 4 and len(top5) == 5 and len(set(top5)) == 5 and r[2] == top5[0], r
+    assert all(0 <= int(k) < 10 for k in top5) and 0 <= int(r[1]) < 10, r
+if len(sys.argv) > 3:
+    index = json.load(open(sys.argv[3] + ".json"))
+    n, c, h, w = index["shape"]
+    assert index["format"] == "dfq-inputs" and index["version"] == 1 and index["dtype"] == "float32", index
+    assert n == len(rows) and index["paths"] == [r[0] for r in rows], "paths differ from the CSV's"
+    assert index["labels"] == [int(r[1]) for r in rows], "labels differ from the CSV's"
+    assert os.path.getsize(sys.argv[3]) == n * c * h * w * 4, (os.path.getsize(sys.argv[3]), index["shape"])
+print("rows", len(rows), "top-1", hits)
+PY
+check_predictions() {  # NAME CSV JSON [INPUTS]
+  local name="$1"; shift
+  if /usr/bin/python3 "$tmp/check_predictions.py" "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name"; fi
+}
+expect "dfq eval --predictions --save-inputs (FP32)" 0 "csv +600 predictions written" -- \
+  "$dfq" eval --model "$model" --data "$data" --preset fashion-mnist --limit 600 --batch 128 --quiet \
+  --json "$tmp/pr.json" --predictions "$tmp/pr.csv" --save-inputs "$tmp/pr.f32"
+check_predictions "predictions CSV: 600 rows, top-1 of --json, inputs index and size match (FP32)" \
+  "$tmp/pr.csv" "$tmp/pr.json" "$tmp/pr.f32"
+[ "$(json_field "$tmp/pr.json" correct)" = "$(json_field "$tmp/e.json" correct)" ] &&
+  ok "--predictions and --save-inputs leave the top-1 unchanged" || bad "--predictions and --save-inputs leave the top-1 unchanged"
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  if /usr/bin/python3 - "$tmp/pr.f32" "$tmp/so.pt" >"$tmp/out" 2>&1 <<'PY'
+import sys, torch
+d = torch.load(sys.argv[2])
+raw = torch.frombuffer(bytearray(open(sys.argv[1], "rb").read()), dtype=torch.float32).view(600, 1, 28, 28)
+assert torch.equal(raw, d["inputs"]), "--save-inputs differs from the inputs of --save-outputs"
+PY
+  then ok "--save-inputs holds the inputs --save-outputs holds"; else bad "--save-inputs holds the inputs --save-outputs holds"; fi
+else skip "--save-inputs against --save-outputs: /usr/bin/python3 has no torch"; fi
+
 expect "cifar preset on a 1-channel model is refused" 1 "1 input channel" -- \
   "$dfq" eval --model "$model" --data "$data" --preset cifar --limit 10
 expect "unknown preset is refused" 1 "bogus.*cifar" -- "$dfq" eval --model "$model" --data "$data" --preset bogus
@@ -171,6 +217,35 @@ if /usr/bin/python3 -c "import torch" 2>/dev/null; then
   expect "compare_outputs.py: dfq FP32 vs PyTorch on the saved inputs" 0 "relative error ([0-9.]+e-(0[5-9]|1[0-9])|0\.000e\+00)" -- \
     /usr/bin/python3 "$src/tools/compare_outputs.py" --model "$model" "$tmp/so.pt"
 else skip "compare_outputs.py: /usr/bin/python3 has no torch"; fi
+# --predictions and --save-inputs with both quantized engines and --skip-bad, on a small folder whose
+# names need CSV quoting (a comma in a class folder, quotes and a comma in a file name) and one corrupt image.
+mini="$tmp/mini"
+for c in ${classes//,/ }; do
+  mkdir -p "$mini/$c" && for f in $(ls "$data/$c" | head -2); do cp "$data/$c/$f" "$mini/$c/"; done
+done
+mv "$mini/2_pullover" "$mini/2_pull,over"
+f=$(ls "$mini/4_coat" | head -1) && mv "$mini/4_coat/$f" "$mini/4_coat/a \"quoted\",name.png"
+echo "not an image" >"$mini/5_sandal/-corrupt.png"  # sorts first in its class
+for engine in integer simulated fp32; do
+  if [ "$engine" = fp32 ]; then m=(--model "$model"); else m=(--qmodel "$tmp/q.dfq" --engine "$engine"); fi
+  expect "--predictions --save-inputs --skip-bad ($engine)" 0 "csv +20 predictions written" -- \
+    "$dfq" eval "${m[@]}" --data "$mini" --preset fashion-mnist --skip-bad --batch 3 --quiet \
+    --json "$tmp/mini-$engine.json" --predictions "$tmp/mini-$engine.csv" --save-inputs "$tmp/mini-$engine.f32"
+  check_predictions "predictions CSV matches --json and the inputs index ($engine, --skip-bad)" \
+    "$tmp/mini-$engine.csv" "$tmp/mini-$engine.json" "$tmp/mini-$engine.f32"
+done
+grep -q -- "-corrupt" "$tmp/mini-integer.csv" "$tmp/mini-integer.f32.json" && bad "a skipped image has no row" ||
+  ok "a skipped image has no row"
+grep -Eq '^"2_pull,over/[0-9]+\.png",2,' "$tmp/mini-fp32.csv" && grep -Eq '^"4_coat/a ""quoted"",name\.png",4,' "$tmp/mini-fp32.csv" &&
+  ok "paths with a comma or quotes are quoted per RFC 4180" || bad "paths with a comma or quotes are quoted per RFC 4180"
+grep -Fq '"4_coat/a \"quoted\",name.png"' "$tmp/mini-fp32.f32.json" && ok "the inputs index holds the same path, JSON-escaped" ||
+  bad "the inputs index holds the same path, JSON-escaped"
+expect "--predictions with --limit counts the skipped image toward the limit" 0 "csv +11 predictions written" -- \
+  "$dfq" eval --model "$model" --data "$mini" --preset fashion-mnist --skip-bad --limit 12 --quiet --predictions "$tmp/mini12.csv"
+[ "$(grep -c '' "$tmp/mini12.csv")" = 12 ] && ok "--limit 12 less one skipped: 11 rows and the header" ||
+  bad "--limit 12 less one skipped: 11 rows and the header"
+expect "--predictions the same file as --json is refused" 1 "--predictions '.*': expected a file other than --json" -- \
+  "$dfq" eval --model "$model" --data "$mini" --preset fashion-mnist --json "$tmp/same" --predictions "$tmp/same"
 expect "unknown --engine is refused" 1 "--engine.*integer or simulated" -- \
   "$dfq" eval --qmodel "$tmp/q.dfq" --engine float --data "$tmp/synth/png" --preset fashion-mnist
 expect "--kernels with the simulated engine is refused" 1 "--kernels.*--engine integer" -- \

@@ -7,22 +7,28 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
 #include <iterator>
+#include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "core/error.h"
 #include "eval/batch_loader.h"
+#include "eval/evaluate.h"
 #include "eval/image_folder.h"
 #include "eval/preprocess.h"
+#include "eval/saved_outputs.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -738,6 +744,188 @@ TEST(Loader, OptionsAreValidated) {
   Preprocess bad = pre;
   bad.channels = 4;
   EXPECT_DFQ_ERROR(BatchLoader(data.folder, bad, LoaderOptions{}), "channels");
+}
+
+// ---------------------------------------------------------------- ranking; the files of --predictions and --save-inputs
+
+TEST(TopIndices, BestFirstTiesToTheLowerIndexNanOnTop) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const at::Tensor logits = at::tensor({1.f, 3.f, 3.f, 2.f, 3.f, 0.f,     // a three-way tie for the top
+                                        5.f, 5.f, 5.f, 5.f, 5.f, 5.f,     // all equal
+                                        0.f, nan, 1.f, nan, 2.f, -1.f,    // NaN above every number, as in argmax
+                                        -1.f, -2.f, -3.f, -4.f, -5.f, -6.f})
+                               .view({4, 6});
+  const at::Tensor top = top_indices(logits, 5);
+  ASSERT_EQ(top.sizes(), at::IntArrayRef({4, 5}));
+  ASSERT_EQ(top.scalar_type(), at::kLong);
+  const std::vector<std::vector<int64_t>> expected = {{1, 2, 4, 3, 0}, {0, 1, 2, 3, 4}, {1, 3, 4, 2, 0}, {0, 1, 2, 3, 4}};
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = 0; j < 5; ++j) EXPECT_EQ(top[i][j].item<int64_t>(), expected[i][j]) << "row " << i << " rank " << j;
+  EXPECT_TRUE(at::equal(top.select(1, 0), logits.argmax(1)));
+  EXPECT_TRUE(at::equal(top_indices(logits, 6).select(1, 0), logits.argmax(1)));
+}
+
+TEST(TopIndices, ColumnZeroIsArgmaxOnManyTies) {
+  at::manual_seed(3);
+  for (at::ScalarType type : {at::kFloat, at::kDouble}) {
+    const at::Tensor logits = at::randint(0, 3, {500, 10}).to(type);  // ties in almost every row
+    const at::Tensor top = top_indices(logits, 5);
+    EXPECT_TRUE(at::equal(top.select(1, 0), logits.argmax(1)));
+    // Best first: values never rise along a row.
+    const at::Tensor values = logits.gather(1, top);
+    EXPECT_TRUE((values.narrow(1, 0, 4) >= values.narrow(1, 1, 4)).all().item<bool>());
+  }
+}
+
+TEST(TopIndices, BadShapesAreNamed) {
+  EXPECT_DFQ_ERROR(top_indices(at::zeros({4}), 1), "model output: expected N x classes logits, found 1 dimensions");
+  EXPECT_DFQ_ERROR(top_indices(at::zeros({2, 3}), 5), "expected a count from 1 to the model's 3 outputs, found 5");
+}
+
+TEST(CsvField, QuotesOnlyWhenNeededAndDoublesQuotes) {
+  EXPECT_EQ(csv_field("cat/001.png"), "cat/001.png");
+  EXPECT_EQ(csv_field("a,b/x.png"), "\"a,b/x.png\"");
+  EXPECT_EQ(csv_field("say \"hi\".png"), "\"say \"\"hi\"\".png\"");
+  EXPECT_EQ(csv_field("two\nlines.png"), "\"two\nlines.png\"");
+  EXPECT_EQ(csv_field("cr\r.png"), "\"cr\r.png\"");
+  EXPECT_EQ(csv_field(""), "");
+}
+
+namespace {
+
+// Three classes whose folders map to outputs 2, 0 and 1 (as --class-names can).
+struct RecorderFixture {
+  ImageFolder folder{"/data", {"b,ird", "cat", "dog"}, {}, {}};
+  std::vector<int64_t> outputs{2, 0, 1};
+  RecorderFixture() {
+    folder.images = {{"/data/b,ird/1.png", 0}, {"/data/b,ird/2.png", 0}, {"/data/cat/\"q\".png", 1},
+                     {"/data/cat/4.png", 1},   {"/data/dog/5.png", 2}};
+  }
+};
+
+// Logits of a batch: row i is `rows[first + i]`; inputs hold the image number.
+BatchModel table_model(const std::vector<std::vector<float>>& rows, int64_t& first) {
+  return [&rows, &first](const at::Tensor& x) {
+    at::Tensor logits = at::empty({x.size(0), static_cast<int64_t>(rows[0].size())});
+    for (int64_t i = 0; i < x.size(0); ++i)
+      for (size_t k = 0; k < rows[0].size(); ++k) logits[i][static_cast<int64_t>(k)] = rows[static_cast<size_t>(first + i)][k];
+    first += x.size(0);
+    return logits;
+  };
+}
+
+at::Tensor numbered_inputs(int64_t first, int64_t count) {
+  return at::arange(first * 12, (first + count) * 12, at::kFloat).view({count, 3, 2, 2});
+}
+
+}  // namespace
+
+TEST(EvaluatedImages, LimitAndSkippedImagesAreLeftOutAndLabelsMapped) {
+  RecorderFixture f;
+  const EvaluatedImages all = evaluated_images(f.folder, f.outputs, 0, {});
+  EXPECT_EQ(all.paths, (std::vector<std::string>{"b,ird/1.png", "b,ird/2.png", "cat/\"q\".png", "cat/4.png", "dog/5.png"}));
+  EXPECT_EQ(all.labels, (std::vector<int64_t>{2, 2, 0, 0, 1}));
+  const EvaluatedImages some = evaluated_images(f.folder, f.outputs, 4, {"/data/b,ird/2.png"});
+  EXPECT_EQ(some.paths, (std::vector<std::string>{"b,ird/1.png", "cat/\"q\".png", "cat/4.png"}));
+  EXPECT_EQ(some.labels, (std::vector<int64_t>{2, 0, 0}));
+}
+
+TEST(OutputRecorder, PredictionsCsvIsExactAndRanksLikeEvaluate) {
+  RecorderFixture f;
+  TempDir dir;
+  const std::vector<std::vector<float>> rows = {
+      {0.f, 1.f, 9.f}, {4.f, 4.f, 1.f}, {7.f, 7.f, 7.f}, {1.f, 2.f, 3.f}, {0.f, 5.f, 5.f}};
+  int64_t first = 0;
+  OutputRecorder::Keep keep;
+  keep.ranking = true;
+  OutputRecorder recorder(keep);
+  const BatchModel model = recorder.wrap(table_model(rows, first));
+  model(numbered_inputs(0, 2));
+  model(numbered_inputs(2, 3));
+  EXPECT_EQ(recorder.images(), 5);
+  const EvaluatedImages images = evaluated_images(f.folder, f.outputs, 0, {});
+  recorder.write_predictions((dir / "p.csv").string(), images, "--predictions 'p.csv'");
+  EXPECT_EQ(read_bytes(dir / "p.csv"),
+            "path,label,prediction,top5\n"
+            "\"b,ird/1.png\",2,2,2 1 0\n"
+            "\"b,ird/2.png\",2,0,0 1 2\n"
+            "\"cat/\"\"q\"\".png\",0,0,0 1 2\n"
+            "cat/4.png,0,2,2 1 0\n"
+            "dog/5.png,1,1,1 2 0\n");
+  // Inputs were not kept: --save-inputs from this recorder is refused, not written empty.
+  EXPECT_DFQ_ERROR(recorder.write_inputs((dir / "x").string(), (dir / "x.json").string(), images, "--save-inputs 'x'"),
+                   "--save-inputs 'x': expected a recorder that kept the inputs");
+  const EvaluatedImages fewer = evaluated_images(f.folder, f.outputs, 3, {});
+  EXPECT_DFQ_ERROR(recorder.write_predictions((dir / "q.csv").string(), fewer, "--predictions 'q.csv'"),
+                   "--predictions 'q.csv': expected 3 recorded images (the folder's, less those skipped), found 5");
+  EXPECT_FALSE(fs::exists(dir / "x"));
+  EXPECT_FALSE(fs::exists(dir / "q.csv"));
+}
+
+TEST(OutputRecorder, SavedInputsAreRawLittleEndianFloatsWithAJsonIndex) {
+  RecorderFixture f;
+  TempDir dir;
+  const std::vector<std::vector<float>> rows(5, std::vector<float>{1.f, 0.f});
+  int64_t first = 0;
+  OutputRecorder::Keep keep;
+  keep.inputs = true;
+  OutputRecorder recorder(keep);
+  const BatchModel model = recorder.wrap(table_model(rows, first));
+  model(numbered_inputs(0, 3));
+  model(numbered_inputs(3, 1));
+  const EvaluatedImages images = evaluated_images(f.folder, f.outputs, 0, {"/data/cat/4.png"});
+  recorder.write_inputs((dir / "in.f32").string(), (dir / "in.f32.json").string(), images, "--save-inputs 'in.f32'");
+  const std::string raw = read_bytes(dir / "in.f32");
+  ASSERT_EQ(raw.size(), 4u * 3 * 2 * 2 * sizeof(float));
+  for (size_t i = 0; i < 48; ++i) {  // the value i, little-endian
+    const auto* b = reinterpret_cast<const unsigned char*>(raw.data() + 4 * i);
+    const uint32_t bits = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
+    float value = 0;
+    std::memcpy(&value, &bits, 4);
+    ASSERT_EQ(value, static_cast<float>(i)) << "value " << i;
+  }
+  const nlohmann::json index = nlohmann::json::parse(read_bytes(dir / "in.f32.json"));
+  EXPECT_EQ(index["format"], "dfq-inputs");
+  EXPECT_EQ(index["version"], 1);
+  EXPECT_EQ(index["dtype"], "float32");
+  EXPECT_EQ(index["shape"], nlohmann::json({4, 3, 2, 2}));
+  EXPECT_EQ(index["paths"], nlohmann::json({"b,ird/1.png", "b,ird/2.png", "cat/\"q\".png", "dog/5.png"}));
+  EXPECT_EQ(index["labels"], nlohmann::json({2, 2, 0, 1}));
+  EXPECT_DFQ_ERROR(recorder.write_predictions((dir / "p.csv").string(), images, "--predictions 'p.csv'"),
+                   "expected a recorder that kept the ranking");
+}
+
+// evaluate() and the predictions file agree even when every logit ties.
+TEST(OutputRecorder, EvaluateScoresTopOneLikeThePredictionsFile) {
+  TempDir dir;
+  for (int c = 0; c < 3; ++c)
+    for (int i = 0; i < 3; ++i) write_image(dir / std::to_string(c) / (std::to_string(i) + ".png"), gradient_grey(4, 4));
+  const ImageFolder folder = scan_image_folder(dir.path().string(), false);
+  OutputRecorder::Keep keep;
+  keep.ranking = true;
+  OutputRecorder recorder(keep);
+  const BatchModel ties = [](const at::Tensor& x) { return at::zeros({x.size(0), 3}); };
+  LoaderOptions options;
+  options.batch_size = 4;
+  const EvalResult result = evaluate(recorder.wrap(ties), folder, {0, 1, 2}, custom(1, 0, 0), options, true);
+  recorder.write_predictions((dir / "p.csv").string(), evaluated_images(folder, {0, 1, 2}, 0, {}), "--predictions");
+  std::istringstream csv(read_bytes(dir / "p.csv"));
+  std::string line;
+  std::getline(csv, line);
+  int64_t rows = 0, hits = 0;
+  while (std::getline(csv, line)) {
+    ++rows;
+    std::vector<std::string> cells;
+    std::istringstream fields(line);
+    for (std::string cell; std::getline(fields, cell, ',');) cells.push_back(cell);
+    ASSERT_EQ(cells.size(), 4u) << line;
+    EXPECT_EQ(cells[2], "0") << "ties go to the lowest index";
+    EXPECT_EQ(cells[3], "0 1 2");
+    hits += cells[1] == cells[2];
+  }
+  EXPECT_EQ(rows, result.images);
+  EXPECT_EQ(hits, result.correct_top1);
+  EXPECT_EQ(result.correct_top1, 3);
 }
 
 // ---------------------------------------------------------------- ../shared data

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 #include <unordered_map>
 #include <nlohmann/json.hpp>
@@ -46,6 +48,31 @@ std::vector<int64_t> class_outputs(const ImageFolder& folder, const std::string&
   return outputs;
 }
 
+at::Tensor top_indices(const at::Tensor& logits, int64_t k) {
+  if (logits.dim() != 2) fail("model output", "N x classes logits", std::to_string(logits.dim()) + " dimensions");
+  const int64_t n = logits.size(0), width = logits.size(1);
+  if (k < 1 || k > width)
+    fail("top outputs", "a count from 1 to the model's " + std::to_string(width) + " outputs", std::to_string(k));
+  const at::Tensor values = logits.to(at::kDouble).contiguous();  // exact for float logits
+  at::Tensor result = at::empty({n, k}, at::kLong);
+  const double* v = values.data_ptr<double>();
+  int64_t* out = result.data_ptr<int64_t>();
+  std::vector<int64_t> order(static_cast<size_t>(width));
+  for (int64_t i = 0; i < n; ++i) {
+    const double* row = v + i * width;
+    const auto ranks_before = [row](int64_t a, int64_t b) {
+      const bool nan_a = std::isnan(row[a]), nan_b = std::isnan(row[b]);
+      if (nan_a != nan_b) return nan_a;
+      if (!nan_a && row[a] != row[b]) return row[a] > row[b];
+      return a < b;
+    };
+    std::iota(order.begin(), order.end(), int64_t{0});
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), ranks_before);
+    std::copy_n(order.begin(), k, out + i * k);
+  }
+  return result;
+}
+
 EvalResult evaluate(const BatchModel& model, const ImageFolder& folder, const std::vector<int64_t>& outputs,
                     const Preprocess& pre, const LoaderOptions& options, bool quiet, bool predecode) {
   c10::InferenceMode inference;
@@ -79,8 +106,8 @@ EvalResult evaluate(const BatchModel& model, const ImageFolder& folder, const st
                                                    std::to_string(logits.size(1)) + " outputs",
            std::to_string(classes) + " class folders");
     const int64_t k = std::min<int64_t>(5, logits.size(1));
-    at::Tensor topk = std::get<1>(logits.topk(k, 1)).contiguous();
-    const int64_t* top = topk.data_ptr<int64_t>();
+    const at::Tensor ranked = top_indices(logits, k);  // ties by lower index, as --predictions writes them
+    const int64_t* top = ranked.data_ptr<int64_t>();
     const int64_t* labels = batch.labels.data_ptr<int64_t>();
     for (int64_t i = 0; i < batch.count; ++i) {
       const int64_t label = labels[i];

@@ -37,10 +37,19 @@ struct EvalResult {
 // not listed, or (identity) the folder count differs from `output_width` > 0.
 std::vector<int64_t> class_outputs(const ImageFolder& folder, const std::string& names_file, int64_t output_width);
 
+// The `k` highest outputs of each row of `logits` (N x K floats, 1 <= k <= K),
+// best first, as an int64 N x k tensor. The order is total, so every caller
+// ranks alike: a higher value first, NaN above every number, and equal values
+// (or two NaNs) by the lower index. Column 0 is therefore what at::argmax(1)
+// returns; at::topk leaves the order of ties unspecified, so it is not used.
+// Throws dfq::Error unless logits is 2-D with at least k columns.
+at::Tensor top_indices(const at::Tensor& logits, int64_t k);
+
 // Runs `model` on every image of `folder` (decoded in background threads while
 // the model runs, timed from the first decode to the last prediction; with
 // `predecode`, all images are decoded first and only the model is timed); a
-// prediction is correct when it equals outputs[label]. Throws dfq::Error if
+// prediction (top_indices column 0; top-5: any of the first min(5, K)) is
+// correct when it equals outputs[label]. Throws dfq::Error if
 // an output index is outside the model's output width.
 EvalResult evaluate(const BatchModel& model, const ImageFolder& folder, const std::vector<int64_t>& outputs,
                     const Preprocess& pre, const LoaderOptions& options, bool quiet, bool predecode = false);
