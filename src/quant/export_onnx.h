@@ -23,7 +23,7 @@
 // Opset 17 (the default): IR 8, checked with onnx::checker before it is
 // returned. Opset 21: IR 10; weights of <= 4 bits as packed INT4 initializers
 // and points of <= 4 bits as UINT4/INT4 QuantizeLinear (a signed point's Clip
-// is on the float value before it: there is no 4-bit Clip); onnx 1.12's checker
+// is on the dequantized float: there is no 4-bit Clip); onnx 1.12's checker
 // does not know these types, so such files are checked by running them.
 //
 // The input is N x C x H x W float (the normalized image), N symbolic, H and W
