@@ -19,6 +19,8 @@
 #include "core/atomic_file.h"
 #include "core/content_hash.h"
 #include "core/error.h"
+#include "quant/artifact.h"
+#include "quant/export_onnx.h"
 #include "report/card.h"
 #include "report/run_report.h"
 
@@ -31,7 +33,7 @@ namespace fs = std::filesystem;
 const char* kUsage =
     "usage: dfq run --model M.pt --data VAL_DIR --preset P [--wbits 8 | --size-budget B ...] [--abits 8] --out RUN [options]\n"
     "Synthesizes calibration images, quantizes, evaluates the FP32 model and the integer\n"
-    "engine on VAL_DIR, and writes RUN/{card.md,card.json,report.html,model.dfq,*.json,synth/}.\n"
+    "engine on VAL_DIR, and writes RUN/{card.md,card.json,report.html,model.dfq,model.onnx,*.json,synth/}.\n"
     "Every option of dfq synth, dfq quantize and dfq eval is accepted and handed to the\n"
     "stages that take it (synthesis count: --calib-count; batches: --synth-batch, --eval-batch).\n"
     "The synthetic set and the FP32 evaluation are cached by content (model SHA-256 and\n"
@@ -61,7 +63,10 @@ const std::map<std::string, std::string> kRefused = {
     {"dump-png", "dfq run always writes the synthetic images as PNGs (RUN/synth/png)"},
     {"synth-iters", "synthesis is a stage of its own here: use --iters"},
     {"save-generator", "a file outside the run folder; run dfq synth for that"},
-    {"check-options", "dfq run checks the quantization options itself, before synthesis"}};
+    {"check-options", "dfq run checks the quantization options itself, before synthesis"},
+    {"predictions", "dfq run evaluates twice (FP32, integer): run dfq eval --predictions on RUN/model.dfq"},
+    {"save-inputs", "dfq run evaluates twice (FP32, integer): run dfq eval --save-inputs on RUN/model.dfq"},
+    {"save-outputs", "dfq run evaluates twice (FP32, integer): run dfq eval --save-outputs on RUN/model.dfq"}};
 // Quantize options that only shape the synthesis quantize would run itself
 // (dfq quantize refuses them with given calibration): here synthesis is a stage.
 const std::set<std::string> kSynthesisOnly = {"input-size"};
@@ -72,6 +77,20 @@ const std::set<std::string> kFp32EvalOnly = {"no-fold-bn"};
 const std::set<std::string> kNotInKey = {"quiet", "threads", "decode-threads", "predecode", "eval-batch"};
 
 using Tokens = std::vector<std::string>;
+
+// RUN/model.onnx beside RUN/model.dfq when the model can be exported (opset
+// 17); otherwise the reason, for the card. Never fails the run.
+void export_to_onnx(const std::string& run, RunRecord& record) {
+  try {
+    const std::string bytes = export_onnx(load_quantized_model(run + "/model.dfq"), OnnxExportOptions{});
+    write_file_atomic(run + "/model.onnx", bytes);
+    record.onnx_file = "model.onnx", record.onnx_bytes = static_cast<int64_t>(bytes.size());
+    std::printf("wrote     %s/model.onnx (ONNX QDQ, opset 17, %zu bytes)\n", run.c_str(), bytes.size());
+  } catch (const Error& e) {
+    record.onnx_refusal = e.what();
+    std::printf("note      not exported to ONNX: %s\n", e.what());
+  }
+}
 
 // Calls a sub-command in-process with `tokens` as its command line.
 void call(int (*command)(int, char**), const std::string& name, const Tokens& tokens) {
@@ -149,7 +168,7 @@ void copy_file(const std::string& from, const std::string& to) {
   }
 }
 
-const std::vector<std::string> kRunOutputs = {"synth",        "synth.json", "model.dfq", "quantize.json", "fp32.json",
+const std::vector<std::string> kRunOutputs = {"synth",        "synth.json", "model.dfq", "model.onnx", "quantize.json", "fp32.json",
                                               "integer.json", "card.json",  "card.md",   "report.html",   ".dfq-run"};
 
 // Prepares RUN: new, empty, or an earlier dfq run (whose outputs are removed,
@@ -356,6 +375,7 @@ int run_run(int argc, char** argv) {
     q.insert(q.end(), common.begin(), common.end());
     q.insert(q.end(), quantize_tokens.begin(), quantize_tokens.end());
     call(run_quantize, "quantize", q);
+    export_to_onnx(run, record);
     record.stages.push_back({"quantization", quantize_time.seconds(), false});
 
     // 3. FP32 evaluation (cached by model digest, data folder listing and options).

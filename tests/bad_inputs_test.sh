@@ -192,6 +192,14 @@ disk_full_eval_json        | eval     | --json: file size limit 0 (refused befor
 disk_full_eval_json_midway | eval     | --json: file size limit 1 KiB (the integer engine's JSON is 1.6 KiB) | data qmodel | 1 | e\.json': expected [0-9]+ bytes written, found 1024 \(File too large\) | $O/e.json | limit_fsize 1 dfq eval --qmodel $T/q.dfq --data $D --preset fashion-mnist --quiet --json $O/e.json
 disk_full_eval_save_inputs | eval     | --save-inputs: file size limit 16 KiB (the inputs are 61 KiB): no output at all | data | 1 | x\.f32': expected 62720 bytes written, found .*File too large | $O/x.f32 $O/x.f32.json $O/e.json $O/p.csv | limit_fsize 16 dfq eval --model $M --data $D --preset fashion-mnist --quiet --json $O/e.json --predictions $O/p.csv --save-inputs $O/x.f32
 disk_full_eval_json_tmpfs  | eval     | --json on a full tmpfs          | data               | 1 | --json '.*mnt/e\.json': expected a writable location, found .*No space left on device | - | on_tmpfs 64k full dfq eval --model $M --data $D --preset fashion-mnist --quiet --json $T/mnt/e.json
+# --- dfq export ---------------------------------------------------------------------------------------------------------
+export_qmodel_corrupted    | export   | --qmodel: one byte flipped      | corrupted_qmodel   | 1 | quantized model '.*flip\.dfq': expected an intact file \(CRC-32 match\) | $O/m.onnx | dfq export --qmodel $T/flip.dfq --out $O/m.onnx
+export_qmodel_truncated    | export   | --qmodel: first half of a .dfq  | truncated_qmodel   | 1 | quantized model '.*cut\.dfq': expected an intact file | $O/m.onnx | dfq export --qmodel $T/cut.dfq --out $O/m.onnx
+export_out_is_qmodel       | export   | --out: the input .dfq itself    | qmodel             | 1 | --out '.*q\.dfq': expected a file other than --qmodel, found the same file | - | dfq export --qmodel $T/q.dfq --out $T/q.dfq
+export_out_unwritable      | export   | --out: under a regular file     | qmodel             | 1 | --out '.*/x\.onnx': expected a writable location | - | dfq export --qmodel $T/q.dfq --out $B/x.onnx
+export_opset_18            | export   | --opset 18                      | qmodel             | 1 | --opset: expected 17 or 21, found 18 | $O/m.onnx | dfq export --qmodel $T/q.dfq --out $O/m.onnx --opset 18
+export_input_size_too_big  | export   | --input-size 10x10, model takes 8x8 only | fixed_qmodel | 1 | input size 10x10: expected a size the model can take, found .*node 'fc' \(linear\) | $O/m.onnx | dfq export --qmodel $T/fixed.dfq --out $O/m.onnx --input-size 10x10
+export_disk_full           | export   | --out: file size limit 16 KiB (the file is ~48 KiB) | qmodel | 1 | m\.onnx': expected [0-9]+ bytes written, found .*File too large | $O/m.onnx | limit_fsize 16 dfq export --qmodel $T/q.dfq --out $O/m.onnx
 EOF
 }
 

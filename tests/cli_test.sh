@@ -337,9 +337,13 @@ r0=("$dfq" run --model "$model" --data "$data" --preset fashion-mnist --calib-co
     --cache "$tmp/cache" --quiet)
 r=("${r0[@]}" --wbits 4 --abits 4 --iters 20)
 expect "dfq run writes the card" 0 "wrote .*card.md" -- "${r[@]}" --out "$tmp/run"
-for f in card.md card.json report.html model.dfq quantize.json fp32.json integer.json synth.json synth/images.pt; do
+for f in card.md card.json report.html model.dfq model.onnx quantize.json fp32.json integer.json synth.json synth/images.pt; do
   [ -s "$tmp/run/$f" ] && ok "dfq run wrote $f" || bad "dfq run wrote $f"
 done
+grep -q "model.onnx.: ONNX QDQ, opset 17, $(stat -c %s "$tmp/run/model.onnx") B" "$tmp/run/card.md" &&
+  ok "the card lists model.onnx and its size" || bad "the card lists model.onnx and its size"
+grep -q "ONNX QDQ (model.onnx)" "$tmp/run/report.html" && ok "the report lists model.onnx" || bad "the report lists model.onnx"
+expect "dfq run refuses --predictions (two evaluations)" 1 "--predictions.*evaluates twice" -- "${r[@]}" --out "$tmp/runp" --predictions "$tmp/p.csv"
 ls "$tmp/run/synth/png" 2>/dev/null | grep -q . && ok "dfq run wrote the synthetic PNGs" || bad "dfq run wrote the synthetic PNGs"
 for key in sha256 choices results drop_top1 stages machine command_line artifact_bytes; do
   grep -q "\"$key\"" "$tmp/run/card.json" && ok "card.json has $key" || bad "card.json has $key"

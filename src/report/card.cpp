@@ -197,7 +197,13 @@ std::string markdown(const json& card) {
   const json& s = card["sizes"];
   md << "\n## Sizes\n\nFP32 model file " << s["fp32_file_bytes"].get<int64_t>() << " B (parameters "
      << s["fp32_bytes"].get<int64_t>() << " B); quantized artifact " << s["artifact_bytes"].get<int64_t>()
-     << " B.\n\n## Stages\n\n| stage | seconds | |\n|---|---|---|\n";
+     << " B.\n\n## Deployment\n\n"
+     << (card["onnx"]["file"].is_null()
+             ? "Not exported to ONNX: " + card["onnx"]["refused"].get<std::string>() + "\n"
+             : "`" + card["onnx"]["file"].get<std::string>() + "`: ONNX QDQ, opset 17, " +
+                   std::to_string(card["onnx"]["bytes"].get<int64_t>()) +
+                   " B (ONNX Runtime, TensorRT, OpenVINO; computes what `dfq eval --engine simulated` computes).\n")
+     << "\n## Stages\n\n| stage | seconds | |\n|---|---|---|\n";
   for (const json& st : card["stages"])
     md << "| " << st["name"].get<std::string>() << " | " << format("%.1f", st["seconds"].get<double>()) << " | "
        << (st["cached"].get<bool>() ? "reused from the cache" : "") << " |\n";
@@ -269,6 +275,8 @@ void write_quantization_card(const std::string& run_dir, const RunRecord& r) {
     total += s.seconds;
   }
   card["stages"] = stages;
+  card["onnx"] = r.onnx_file.empty() ? json{{"file", nullptr}, {"refused", r.onnx_refusal}}
+                                     : json{{"file", r.onnx_file}, {"bytes", r.onnx_bytes}, {"opset", 17}};
   card["seconds_total"] = total;
   card["seed"] = r.seed;
   card["threads"] = r.threads;

@@ -23,6 +23,10 @@ struct RunRecord {
   uint64_t seed = 0;
   int threads = 0;
   std::vector<RunStage> stages;
+  // RUN/model.onnx (dfq export's QDQ form, opset 17) and its size, or why the
+  // model could not be exported (then no file).
+  std::string onnx_file, onnx_refusal;
+  int64_t onnx_bytes = 0;
 };
 
 // Reads RUN/quantize.json, RUN/fp32.json, RUN/integer.json and, when

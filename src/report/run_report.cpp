@@ -205,6 +205,10 @@ void card_section(Page& page, const Inputs& in) {
     if (artifact_bytes) sizes.push_back({"quantized artifact (.dfq)", format_bytes(*artifact_bytes)});
     if (fp32_bytes && artifact_bytes && *artifact_bytes > 0)
       sizes.push_back({"compression", format_number(*fp32_bytes / *artifact_bytes, "%.1f") + "x smaller"});
+    const std::optional<std::string> onnx = string_field(c, d, "onnx.file");
+    const std::optional<double> onnx_bytes = number_field(c, d, "onnx.bytes");
+    if (onnx) sizes.push_back({"ONNX QDQ (" + *onnx + ")", onnx_bytes ? format_bytes(*onnx_bytes) : "?"});
+    else if (auto refused = string_field(c, d, "onnx.refused")) sizes.push_back({"ONNX", "not exported: " + *refused});
     page.body += pairs_table(sizes);
   }
 
