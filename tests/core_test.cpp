@@ -132,10 +132,12 @@ TEST(Importer, EveryOpHasOneDefinitionAndRunsItsRole) {
       EXPECT_EQ(op_for_aten(kind), op) << kind;
     }
     // What each role needs from its op (op.h).
-    if (op->role == QuantRole::kTable) EXPECT_NE(op->pointwise, nullptr) << op->name;
-    if (op->role == QuantRole::kAverage) EXPECT_NE(op->pool, nullptr) << op->name;
-    if (op->role == QuantRole::kResample) EXPECT_NE(op->resample, nullptr) << op->name;
-    if (op->role == QuantRole::kClamp) EXPECT_NE(op->bounds, nullptr) << op->name;
+    if (op->role == QuantRole::kTable) { EXPECT_NE(op->pointwise, nullptr) << op->name; }
+    if (op->role == QuantRole::kAverage) { EXPECT_NE(op->pool, nullptr) << op->name; }
+    if (op->role == QuantRole::kResample) { EXPECT_NE(op->resample, nullptr) << op->name; }
+    if (op->role == QuantRole::kClamp) { EXPECT_NE(op->bounds, nullptr) << op->name; }
+    // Every op dfq imports also exports to ONNX (the input is the graph's input).
+    if (op != Op::Input) { EXPECT_NE(op->export_onnx, nullptr) << op->name; }
   }
   EXPECT_EQ(op_for_aten("aten::cumsum"), nullptr);
   EXPECT_NE(error_of([] { op_by_name("cumsum"); }).find("'cumsum'"), std::string::npos);
