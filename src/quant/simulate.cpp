@@ -1,6 +1,9 @@
 #include "quant/simulate.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 
 #include "core/error.h"
 
@@ -54,9 +57,28 @@ void FakeQuantizer::after_node(const Node& node, const std::vector<at::Tensor>&,
 SimulatedModel::SimulatedModel(const QuantizedModel& model)
     : model_(model), graph_(simulated_graph(model_, at::kDouble)) {}
 
+// ATen's float64 convolutions run on one thread, so the batch is cut into one
+// slice per thread instead (each image's result does not depend on the others).
 at::Tensor SimulatedModel::forward(const at::Tensor& input) const {
-  FakeQuantizer observer(model_);
-  return dfq::forward(graph_, input.to(at::kDouble), &observer).to(at::kFloat);
+  const at::Tensor x = input.to(at::kDouble);
+  const int64_t slices = std::min<int64_t>(at::get_num_threads(), x.size(0));
+  if (slices <= 1) {
+    FakeQuantizer observer(model_);
+    return dfq::forward(graph_, x, &observer).to(at::kFloat);
+  }
+  std::vector<at::Tensor> outputs(static_cast<size_t>(slices));
+  const int64_t step = (x.size(0) + slices - 1) / slices;
+  at::parallel_for(0, slices, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      FakeQuantizer observer(model_);
+      const int64_t from = k * step, to = std::min(x.size(0), from + step);
+      if (from < to) outputs[static_cast<size_t>(k)] = dfq::forward(graph_, x.slice(0, from, to), &observer);
+    }
+  });
+  std::vector<at::Tensor> parts;
+  for (const at::Tensor& t : outputs)
+    if (t.defined()) parts.push_back(t);
+  return at::cat(parts, 0).to(at::kFloat);
 }
 
 }  // namespace dfq
