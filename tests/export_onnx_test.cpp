@@ -116,7 +116,7 @@ void expect_layers_match(const onnx::ModelProto& m, const QuantizedModel& q, int
     const onnx::NodeProto& wdq = producer(m, n.input(1));
     ASSERT_EQ(wdq.op_type(), "DequantizeLinear");
     const onnx::TensorProto& wq = initializer(m, wdq.input(0));
-    EXPECT_EQ(wq.data_type(), opset >= 21 && w.range.bits <= 4 ? 22 : onnx::TensorProto::INT8);
+    EXPECT_EQ(wq.data_type(), opset >= 21 && w.range.bits <= 4 && !w.lut.defined() ? 22 : onnx::TensorProto::INT8);
     EXPECT_EQ(values(wq), longs(w.q));
     const onnx::TensorProto& ws = initializer(m, wdq.input(1));
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(w.scale.data_ptr<float>()), 4 * w.scale.numel()),
@@ -238,6 +238,27 @@ TEST(ExportOnnx, ResidualWeightsAreASumOfTwoDequantizations) {
   }
   EXPECT_EQ(residual, 2);
   EXPECT_GE(op_counts(m)["DequantizeLinear"], static_cast<int>(2 * q.weights.size() + 2));
+}
+
+// A lookup-table layer exports the table's values, lut[codes], as int8 weights.
+TEST(ExportOnnx, WeightLookupTablesExportTheirValues) {
+  const Graph g = import_torchscript(kModel);
+  QuantizeOptions o;
+  o.weight_objective = WeightObjective::kWeight;
+  o.weight_bits = 4;
+  o.weight_lut = true;
+  QuantizeReport report;
+  const QuantizedModel q = quantize_model(g, random_batch({32, 1, 28, 28}, 4), o, report);
+  int tables = 0;
+  for (const auto& [id, w] : q.weights) tables += w.lut.defined();
+  ASSERT_GT(tables, 0);
+  for (int opset : {17, 21}) {
+    OnnxExportOptions e;
+    e.opset = opset;
+    expect_layers_match(parse(export_onnx(q, e)), q, opset);
+  }
+  for (const auto& [id, w] : q.weights)  // and lut[codes] is what the engines multiply with
+    if (w.lut.defined()) EXPECT_TRUE(at::equal(w.lut.index({w.codes.to(at::kLong)}), w.q));
 }
 
 // Every op dfq imports also exports: each supported fixture at W8A8 passes onnx::checker.

@@ -10,6 +10,8 @@
 #     simulated --predictions` on >= 99.8 % of the images and top-1 differs by
 #     <= 0.1 point (tools/compare_predictions.py).
 # usage: ort_export_test.sh DFQ EXPORT_FIXTURES SOURCE_DIR
+# ORT runs with its exact int8 path on x86 CPUs without VNNI (session.x64quantprecision = 1,
+# tools/ort_eval.js --exact), which users of such CPUs must set too (README).
 # Exit 77 (ctest: skipped) without onnxruntime-node (scripts/install-ort.sh).
 set -uo pipefail
 dfq="$1" fixtures_bin="$2" src="$3"
@@ -58,7 +60,7 @@ for bits in 8 4; do
     "$dfq" export --qmodel "$q" --out "$tmp/m.onnx" --opset $opset --quiet >"$tmp/x.log" 2>&1 ||
       { cat "$tmp/x.log"; bad "export $name"; continue; }
     node "$src/tools/ort_eval.js" --model "$tmp/m.onnx" --inputs "$tmp/inputs.f32" --predictions "$tmp/ort.csv" \
-      --threads 2 >"$tmp/ort.json" 2>"$tmp/ort.log" || { cat "$tmp/ort.log"; bad "ORT $name"; continue; }
+      --threads 2 --exact >"$tmp/ort.json" 2>"$tmp/ort.log" || { cat "$tmp/ort.log"; bad "ORT $name"; continue; }
     /usr/bin/python3 "$src/tools/compare_predictions.py" "$tmp/sim$bits.csv" "$tmp/ort.csv" --json "$tmp/c.json" >/dev/null ||
       { bad "compare $name"; continue; }
     verdict="$(/usr/bin/python3 -c '

@@ -18,7 +18,9 @@ function floats(file) {
 
 async function check(model, inputs, sim, tol) {
   const meta = JSON.parse(fs.readFileSync(inputs + '.json', 'utf8'));
-  const session = await ort.InferenceSession.create(model, {graphOptimizationLevel: 'all', intraOpNumThreads: 1});
+  // session.x64quantprecision: ORT's exact int8 path on x86 without VNNI (tools/ort_eval.js --exact).
+  const session = await ort.InferenceSession.create(
+      model, {graphOptimizationLevel: 'all', intraOpNumThreads: 1, extra: {session: {x64quantprecision: '1'}}});
   const feed = {[session.inputNames[0]]: new ort.Tensor('float32', floats(inputs), meta.shape)};
   const y = (await session.run(feed))[session.outputNames[0]].data;
   const s = floats(sim);
