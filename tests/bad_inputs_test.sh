@@ -75,6 +75,7 @@ jpeg_truncated_eval        | eval     | --data: a truncated JPEG        | bad_tr
 jpeg_truncated_quantize    | quantize | --calib-data: a truncated JPEG  | bad_truncated_jpeg | 1 | image '.*bad/3/x\.jpg': expected a decodable .*truncated JPEG | $O/q.dfq | dfq quantize --model $M --preset fashion-mnist --calib-data $T/bad --out $O/q.dfq
 png_truncated_eval         | eval     | --data: a truncated PNG         | bad_truncated_png  | 1 | image '.*bad/3/x\.png': expected a decodable .*truncated PNG | $O/e.json | dfq eval --model $M --data $T/bad --preset fashion-mnist --json $O/e.json
 png_truncated_quantize     | quantize | --calib-data: a truncated PNG   | bad_truncated_png  | 1 | image '.*bad/3/x\.png': expected a decodable .*truncated PNG | $O/q.dfq | dfq quantize --model $M --preset fashion-mnist --calib-data $T/bad --out $O/q.dfq
+image_header_bomb_eval     | eval     | --data: a BMP whose header declares 60000x60000 pixels | bad_bomb_bmp | 1 | image '.*bad/3/x\.bmp': expected a header declaring what its [0-9]+ bytes can hold.*found a header declaring 60000x60000 pixels | $O/e.json | dfq eval --model $M --data $T/bad --preset fashion-mnist --json $O/e.json
 png_corrupt_eval           | eval     | --data: a PNG with a damaged chunk | bad_corrupt_png | 1 | image '.*bad/3/x\.png': expected a decodable | $O/e.json | dfq eval --model $M --data $T/bad --preset fashion-mnist --json $O/e.json
 image_zero_byte_eval       | eval     | --data: a 0-byte .png           | bad_zero_image     | 1 | image '.*bad/3/x\.png': expected a decodable .*found an empty \(0-byte\) file | $O/e.json | dfq eval --model $M --data $T/bad --preset fashion-mnist --json $O/e.json
 image_zero_byte_quantize   | quantize | --calib-data: a 0-byte .png     | bad_zero_image     | 1 | image '.*bad/3/x\.png': expected a decodable .*0-byte | $O/q.dfq | dfq quantize --model $M --preset fashion-mnist --calib-data $T/bad --out $O/q.dfq
@@ -241,6 +242,10 @@ fx_bad_truncated_png() { bad_folder; image "$T/x.png" 28 28 1 7; head -c 200 "$T
 fx_bad_corrupt_png() {  # signature and IEND intact, the image data damaged (CRC mismatch)
   bad_folder; image "$T/bad/3/x.png" 28 28 1 7
   printf 'garbage!garbage!' | dd of="$T/bad/3/x.png" bs=1 seek=60 conv=notrunc status=none
+}
+fx_bad_bomb_bmp() {  # a 28x28 grey BMP whose header then declares 60000x60000 pixels
+  bad_folder; image "$T/bad/3/x.bmp" 28 28 1 7
+  for at in 18 22; do printf '\x60\xea\x00\x00' | dd of="$T/bad/3/x.bmp" bs=1 seek=$at conv=notrunc status=none; done
 }
 fx_bad_zero_image() { bad_folder; : >"$T/bad/3/x.png"; }
 fx_bad_text_file() { bad_folder; echo "notes" >"$T/bad/3/notes.txt"; }

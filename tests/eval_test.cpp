@@ -2,6 +2,7 @@
 // loader, on fixture images written at test time (and ../shared data if present).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -409,6 +410,41 @@ TEST(Decode, UnreadableFilesNameTheFile) {
   // Padding after the end-of-image marker is tolerated.
   write_bytes(dir / "padded.jpg", jpeg + std::string("\0\0\n", 3));
   EXPECT_NO_THROW(decode(dir / "padded.jpg", pre, 64, 64));
+}
+
+// Headers declaring far more pixels than the file's bytes can hold are refused
+// before decoding (OpenCV would allocate the declared image first).
+TEST(Decode, HeaderDeclaringMorePixelsThanItsBytesIsRefused) {
+  TempDir dir;
+  write_image(dir / "ok.png", gradient_bgr(16, 16));
+  std::string png = read_bytes(dir / "ok.png");
+  auto put32 = [](std::string& s, size_t at, uint32_t v) {
+    for (int k = 0; k < 4; ++k) s[at + k] = static_cast<char>((v >> (24 - 8 * k)) & 0xff);
+  };
+  put32(png, 16, 60000), put32(png, 20, 60000);  // IHDR width, height; then its CRC
+  const uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(png.data() + 12), 17);
+  put32(png, 29, static_cast<uint32_t>(crc));
+  write_bytes(dir / "bomb.png", png);
+  write_image(dir / "ok.jpg", gradient_bgr(16, 16));
+  std::string jpeg = read_bytes(dir / "ok.jpg");
+  const size_t sof = jpeg.find("\xff\xc0");
+  ASSERT_NE(sof, std::string::npos);
+  jpeg[sof + 5] = jpeg[sof + 7] = '\xea', jpeg[sof + 6] = jpeg[sof + 8] = '\x60';  // 60000 x 60000
+  write_bytes(dir / "bomb.jpg", jpeg);
+  write_image(dir / "ok.bmp", gradient_bgr(16, 16));
+  std::string bmp = read_bytes(dir / "ok.bmp");
+  for (size_t at : {18, 22}) bmp[at] = '\x60', bmp[at + 1] = '\xea', bmp[at + 2] = bmp[at + 3] = 0;
+  write_bytes(dir / "bomb.bmp", bmp);
+  for (const char* name : {"bomb.png", "bomb.jpg", "bomb.bmp"}) {
+    SCOPED_TRACE(name);
+    EXPECT_DFQ_ERROR(decode(dir / name, preset("cifar"), 16, 16), name);
+    EXPECT_DFQ_ERROR(decode(dir / name, preset("cifar"), 16, 16), "found a header declaring 60000x60000 pixels");
+    EXPECT_DFQ_ERROR(image_header_size((dir / name).string()), "at most 2^14 pixels per byte");
+  }
+  for (const char* name : {"ok.png", "ok.jpg", "ok.bmp"}) {
+    EXPECT_EQ(image_header_size((dir / name).string()), std::make_pair(16, 16)) << name;
+    EXPECT_NO_THROW(decode(dir / name, preset("cifar"), 16, 16));
+  }
 }
 
 TEST(Decode, SixteenBitImageIsRefused) {

@@ -35,7 +35,14 @@ struct Slot {
 std::pair<int, int> folder_output_size(const std::vector<ImageEntry>& images, const Preprocess& pre) {
   if (pre.crop > 0) return {pre.crop, pre.crop};
   for (const ImageEntry& entry : images) {
-    const cv::Mat first = cv::imread(entry.path, cv::IMREAD_UNCHANGED);
+    std::pair<int, int> header{0, 0};
+    try {  // the header only: a bad image fails (or is skipped) when it is decoded
+      header = image_header_size(entry.path);
+    } catch (const Error&) {
+      continue;
+    }
+    if (header.first > 0 && header.second > 0) return output_size(pre, header.first, header.second);
+    const cv::Mat first = cv::imread(entry.path, cv::IMREAD_UNCHANGED);  // a header dfq does not read
     if (!first.empty()) return output_size(pre, first.rows, first.cols);
   }
   return {0, 0};  // nothing decodes: every image fails (or is skipped) on its own

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -137,6 +138,47 @@ void check_complete(const std::string& path, const std::vector<unsigned char>& b
   }
 }
 
+// Height and width in the header of a complete JPEG (the first SOFn marker),
+// PNG (IHDR) or BMP (info header) file; {0, 0} when a JPEG has no frame header
+// (OpenCV then refuses it).
+std::pair<int64_t, int64_t> header_size(const unsigned char* b, size_t size) {
+  if (b[0] == 0xff && b[1] == 0xd8) {
+    for (size_t at = 2; at + 9 <= size;) {
+      if (b[at] != 0xff) return {0, 0};
+      const unsigned char marker = b[at + 1];
+      if (marker == 0xff) { ++at; continue; }  // fill byte
+      const size_t length = (size_t{b[at + 2]} << 8) | b[at + 3];
+      const bool frame = marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 && marker != 0xcc;
+      if (frame) return {(int64_t{b[at + 5]} << 8) | b[at + 6], (int64_t{b[at + 7]} << 8) | b[at + 8]};
+      if (marker == 0xda || length < 2) return {0, 0};  // scan data before any frame header
+      at += 2 + length;
+    }
+    return {0, 0};
+  }
+  if (b[0] == 0x89) return {big_endian32(b + 20), big_endian32(b + 16)};  // PNG: IHDR width, height
+  if (size < 26) return {0, 0};  // BMP: a core header of 12 bytes is not read here
+  auto le32 = [&](size_t at) {
+    return static_cast<int32_t>(b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (static_cast<uint32_t>(b[at + 3]) << 24));
+  };
+  return {std::abs(int64_t{le32(22)}), std::abs(int64_t{le32(18)})};  // negative height: top-down rows
+}
+
+// No encoder packs more than ~8,300 pixels into a byte (deflate's 1032:1 on a
+// 1-bit PNG; JPEG and BMP RLE far less): a header declaring more than 2^14 per
+// byte of the file (or more than OpenCV's 2^30) is refused before the decoder
+// allocates for it.
+constexpr int64_t kMaxPixelsPerByte = int64_t{1} << 14, kMaxPixels = int64_t{1} << 30;
+
+void check_declared_size(const std::string& path, const std::vector<unsigned char>& bytes) {
+  const auto [height, width] = header_size(bytes.data(), bytes.size());
+  const int64_t bytes_size = static_cast<int64_t>(bytes.size());
+  if (height > 0 && width > 0 &&
+      (height > kMaxPixels / width || height * width > kMaxPixelsPerByte * bytes_size))
+    fail(image_subject(path), "a header declaring what its " + std::to_string(bytes_size) +
+                                  " bytes can hold (at most 2^14 pixels per byte, 2^30 in all)",
+         "a header declaring " + std::to_string(height) + "x" + std::to_string(width) + " pixels");
+}
+
 // (pixel / 255 - mean) / std for every 8-bit value, computed once per thread and
 // preset: exact to the formula and one lookup per output value.
 struct NormalizeTable {
@@ -243,6 +285,15 @@ void validate(const Preprocess& pre) {
          std::to_string(pre.crop));
 }
 
+std::pair<int, int> image_header_size(const std::string& path) {
+  std::vector<unsigned char> bytes;
+  read_file(path, bytes);
+  check_complete(path, bytes);
+  check_declared_size(path, bytes);
+  const auto [height, width] = header_size(bytes.data(), bytes.size());
+  return {static_cast<int>(height), static_cast<int>(width)};
+}
+
 std::pair<int, int> output_size(const Preprocess& pre, int source_height, int source_width) {
   if (pre.crop > 0) return {pre.crop, pre.crop};
   return resized_size(pre, source_height, source_width);
@@ -253,6 +304,7 @@ void decode_image(const std::string& path, const Preprocess& pre, int height, in
   const NormalizeTable& table = scratch.table.for_preprocess(pre);
   read_file(path, scratch.bytes);
   check_complete(path, scratch.bytes);
+  check_declared_size(path, scratch.bytes);
   // A fresh Mat each time: on a header failure imdecode leaves its destination
   // untouched, so a reused one could pass off the previous image as this one.
   cv::Mat decoded;

@@ -43,9 +43,17 @@ void validate(const Preprocess& pre);
 // source size, following the resize and crop rules above.
 std::pair<int, int> output_size(const Preprocess& pre, int source_height, int source_width);
 
+// Height and width an image file's header declares, read without decoding:
+// {0, 0} when it declares none that dfq reads (then decoding tells). Throws
+// dfq::Error naming the file when it cannot be read, is not a complete JPEG,
+// PNG or BMP, or declares more pixels than its bytes can hold (2^14 per byte,
+// 2^30 in all): the check decode_image makes before it decodes anything.
+std::pair<int, int> image_header_size(const std::string& path);
+
 // Decodes the image file at `path` and writes channels x height x width
 // floats (CHW, normalized) to `dst`. Throws dfq::Error naming the file when it
-// cannot be read or decoded, has an unsupported depth or channel count, would
+// cannot be read or decoded, declares more pixels than its bytes can hold (see
+// image_header_size), has an unsupported depth or channel count, would
 // exceed 2^27 pixels when resized (an extreme aspect ratio), or does not decode
 // to exactly height x width after resize/crop.
 void decode_image(const std::string& path, const Preprocess& pre, int height, int width, float* dst);
