@@ -1,5 +1,7 @@
 #include "core/runtime.h"
 
+#include <algorithm>
+
 #include <ATen/Parallel.h>
 
 #if defined(__GLIBC__)
@@ -18,8 +20,13 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+int max_threads() { return std::max(64, 4 * hardware_threads()); }
+
 int set_threads(int threads) {
-  if (threads < 0) fail("--threads", "0 (all cores) or a positive count", std::to_string(threads));
+  if (threads < 0 || threads > max_threads())
+    fail("--threads", "0 (all cores) or 1.." + std::to_string(max_threads()) + " (this machine has " +
+                          std::to_string(hardware_threads()) + " hardware threads)",
+         std::to_string(threads));
   const int effective = threads == 0 ? hardware_threads() : threads;
   at::set_num_threads(effective);
   return at::get_num_threads();

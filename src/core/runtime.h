@@ -6,9 +6,13 @@ namespace dfq {
 // Number of hardware threads (at least 1).
 int hardware_threads();
 
+// The most threads dfq starts for one pool: max(64, 4 x hardware_threads()),
+// so that a mistyped count fails at once instead of creating thousands.
+int max_threads();
+
 // Sets LibTorch's intra-op thread count (Debian's LibTorch defaults to one);
 // 0 means hardware_threads(). Returns the count in effect. Throws dfq::Error
-// for a negative count.
+// naming --threads for a negative count or one above max_threads().
 int set_threads(int threads);
 
 // Keeps freed large buffers in the process heap instead of returning them to

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/runtime.h"
 
 namespace dfq {
 
@@ -137,8 +138,8 @@ BatchLoader::BatchLoader(const ImageFolder& folder, const Preprocess& pre, const
     : impl_(std::make_unique<Impl>()) {
   if (options.batch_size < 1) fail("--batch", "a value >= 1", std::to_string(options.batch_size));
   if (options.limit < 0) fail("--limit", "a value >= 0", std::to_string(options.limit));
-  if (options.decode_threads < 1)
-    fail("--decode-threads", "a value >= 1", std::to_string(options.decode_threads));
+  if (options.decode_threads < 1 || options.decode_threads > max_threads())
+    fail("--decode-threads", "1.." + std::to_string(max_threads()), std::to_string(options.decode_threads));
   if (options.prefetch_batches < 1)
     fail("loader prefetch_batches", "a value >= 1", std::to_string(options.prefetch_batches));
   validate(pre);
