@@ -226,7 +226,11 @@ int run_eval(int argc, char** argv) {
   const size_t folded = imported.batch_norm_nodes().size() - graph.batch_norm_nodes().size();
   if (quantized)
     std::printf("model     %s (quantized, %zu nodes, engine %s%s)\n", cmd.qmodel.c_str(), graph.nodes.size(),
-                cmd.engine.c_str(), integer ? (", " + cmd.kernels + " kernels").c_str() : "");
+                cmd.engine.c_str(),
+                integer ? (", " + cmd.kernels + " kernels" +
+                           (cmd.kernels == "fast" ? std::string(" (") + int_kernel_path() + ")" : ""))
+                              .c_str()
+                        : "");
   else
     std::printf("model     %s (%zu nodes, %zu batch-norm layers, %zu folded into convolutions)\n", cmd.model.c_str(),
                 imported.nodes.size(), imported.batch_norm_nodes().size(), folded);

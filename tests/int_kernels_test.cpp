@@ -1,10 +1,14 @@
 // The integer kernels: kReference against double-precision at::conv2d (every
 // partial sum is an integer far below 2^53, so double is exact), kFast against
-// kReference bit for bit, on 1 and 2 threads, and the refusals.
+// kReference bit for bit on every path this CPU supports (onednn, avx2,
+// portable; forced by ScopedIntKernelPath), on 1 and 2 threads, the avx2
+// path's exactness limits, and the refusals.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -78,6 +82,9 @@ class ThreadCount {
   int saved_;
 };
 
+// The paths kFast can run on this CPU; the tests force each in turn (ScopedIntKernelPath).
+std::vector<IntKernelPath> paths() { return supported_int_kernel_paths(); }
+
 at::Tensor double_conv(const at::Tensor& x, const at::Tensor& w, const IntConvGeometry& g) {
   return at::conv2d(x.to(at::kDouble), w.to(at::kDouble), {}, {g.stride_h, g.stride_w}, {g.pad_h, g.pad_w},
                     {g.dilation_h, g.dilation_w}, g.groups);
@@ -111,12 +118,15 @@ TEST(IntKernels, ConvolutionIsExactAndFastEqualsReference) {
       ASSERT_TRUE(at::equal(reference.to(at::kDouble), expected));
 
       const IntConv2d fast(w, c.g, IntKernel::kFast);
-      for (int threads : {1, 2}) {
-        at::set_num_threads(threads);
-        const at::Tensor y = fast.accumulate(x);
-        ASSERT_TRUE(y.is_contiguous(at::MemoryFormat::ChannelsLast)) << threads << " threads";
-        ASSERT_TRUE(at::equal(y, reference)) << threads << " threads; max |difference| "
-                                             << (y - reference).abs().max().item<int64_t>();
+      for (IntKernelPath path : paths()) {
+        const ScopedIntKernelPath use(path);
+        for (int threads : {1, 2}) {
+          at::set_num_threads(threads);
+          const at::Tensor y = fast.accumulate(x);
+          ASSERT_TRUE(y.is_contiguous(at::MemoryFormat::ChannelsLast)) << int_kernel_path() << ", " << threads << " threads";
+          ASSERT_TRUE(at::equal(y, reference)) << int_kernel_path() << ", " << threads << " threads; max |difference| "
+                                               << (y - reference).abs().max().item<int64_t>();
+        }
       }
     }
   }
@@ -128,13 +138,16 @@ TEST(IntKernels, OnePreparedConvolutionServesManyShapesAndDtypes) {
   const at::Tensor w = random_int({12, 10, 3, 3}, -127, 127, at::kChar, gen);
   const IntConv2d fast(w, g, IntKernel::kFast), reference(w, g, IntKernel::kReference);
   for (int repeat = 0; repeat < 2; ++repeat)
-    for (auto shape : {std::vector<int64_t>{1, 10, 8, 8}, {2, 10, 8, 8}, {1, 10, 13, 6}})
-      for (bool is_signed : {false, true}) {
-        const at::Tensor x = random_int(shape, is_signed ? -127 : 0, is_signed ? 127 : 255,
-                                        is_signed ? at::kChar : at::kByte, gen)
-                                 .contiguous(at::MemoryFormat::ChannelsLast);
-        ASSERT_TRUE(at::equal(fast.accumulate(x), reference.accumulate(x))) << at::IntArrayRef(shape);
-      }
+    for (IntKernelPath path : paths())
+      for (auto shape : {std::vector<int64_t>{1, 10, 8, 8}, {2, 10, 8, 8}, {1, 10, 13, 6}})
+        for (bool is_signed : {false, true}) {
+          const ScopedIntKernelPath use(path);
+          const at::Tensor x = random_int(shape, is_signed ? -127 : 0, is_signed ? 127 : 255,
+                                          is_signed ? at::kChar : at::kByte, gen)
+                                   .contiguous(at::MemoryFormat::ChannelsLast);
+          ASSERT_TRUE(at::equal(fast.accumulate(x), reference.accumulate(x)))
+              << int_kernel_path() << ", " << at::IntArrayRef(shape);
+        }
   // An empty batch is an empty result.
   const at::Tensor none = at::zeros({0, 10, 8, 8}, at::kByte).contiguous(at::MemoryFormat::ChannelsLast);
   EXPECT_EQ(fast.accumulate(none).sizes(), (std::vector<int64_t>{0, 12, 4, 8}));
@@ -153,17 +166,20 @@ TEST(IntKernels, ConcurrentCallsShareOnePreparedConvolution) {
                          .contiguous(at::MemoryFormat::ChannelsLast));
     expected.push_back(reference.accumulate(inputs.back()));
   }
-  std::vector<int> mismatches(2, 0);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 2; ++t)
-    threads.emplace_back([&, t] {
-      for (int repeat = 0; repeat < 5; ++repeat)
-        for (size_t i = 0; i < inputs.size(); ++i)
-          if (!at::equal(fast.accumulate(inputs[(i + t) % inputs.size()]), expected[(i + t) % inputs.size()]))
-            ++mismatches[t];
-    });
-  for (std::thread& thread : threads) thread.join();
-  EXPECT_EQ(mismatches, (std::vector<int>{0, 0}));
+  for (IntKernelPath path : paths()) {
+    const ScopedIntKernelPath use(path);  // set before the threads start
+    std::vector<int> mismatches(2, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t)
+      threads.emplace_back([&, t] {
+        for (int repeat = 0; repeat < 5; ++repeat)
+          for (size_t i = 0; i < inputs.size(); ++i)
+            if (!at::equal(fast.accumulate(inputs[(i + t) % inputs.size()]), expected[(i + t) % inputs.size()]))
+              ++mismatches[t];
+      });
+    for (std::thread& thread : threads) thread.join();
+    EXPECT_EQ(mismatches, (std::vector<int>{0, 0})) << int_kernel_path();
+  }
 }
 
 TEST(IntKernels, LinearIsExactAndFastEqualsReference) {
@@ -185,9 +201,12 @@ TEST(IntKernels, LinearIsExactAndFastEqualsReference) {
       ASSERT_TRUE(at::equal(reference.to(at::kDouble), expected));
 
       const IntLinear fast(w, IntKernel::kFast);
-      for (int threads : {1, 2}) {
-        at::set_num_threads(threads);
-        ASSERT_TRUE(at::equal(fast.accumulate(x), reference)) << threads << " threads";
+      for (IntKernelPath path : paths()) {
+        const ScopedIntKernelPath use(path);
+        for (int threads : {1, 2}) {
+          at::set_num_threads(threads);
+          ASSERT_TRUE(at::equal(fast.accumulate(x), reference)) << int_kernel_path() << ", " << threads << " threads";
+        }
       }
     }
   }
@@ -249,28 +268,33 @@ TEST(IntKernels, PackedFourBitWeightsGiveTheSameAccumulatorsInHalfTheMemory) {
                                       is_signed ? at::kChar : at::kByte, gen)
                                .contiguous(at::MemoryFormat::ChannelsLast);
       const at::Tensor expected = double_conv(x, w, c.g);
-      for (IntKernel kernel : {IntKernel::kReference, IntKernel::kFast}) {
-        const IntConv2d packed(w, c.g, kernel, WeightStorage::kPacked4);
-        const IntConv2d unpacked(w, c.g, kernel, WeightStorage::kInt8);
-        for (int threads : {1, 2}) {
-          at::set_num_threads(threads);
-          const at::Tensor y = packed.accumulate(x);
-          ASSERT_TRUE(at::equal(y.to(at::kDouble), expected)) << threads << " threads";
-          ASSERT_TRUE(at::equal(y, unpacked.accumulate(x))) << threads << " threads";
+      for (IntKernelPath path : paths())
+        for (IntKernel kernel : {IntKernel::kReference, IntKernel::kFast}) {
+          const ScopedIntKernelPath use(path);
+          const IntConv2d packed(w, c.g, kernel, WeightStorage::kPacked4);
+          const IntConv2d unpacked(w, c.g, kernel, WeightStorage::kInt8);
+          for (int threads : {1, 2}) {
+            at::set_num_threads(threads);
+            const at::Tensor y = packed.accumulate(x);
+            ASSERT_TRUE(at::equal(y.to(at::kDouble), expected)) << int_kernel_path() << ", " << threads << " threads";
+            ASSERT_TRUE(at::equal(y, unpacked.accumulate(x))) << int_kernel_path() << ", " << threads << " threads";
+          }
+          // After the calls (the path's reordered or packed copy exists for unpacked weights by now).
+          EXPECT_EQ(packed.weight_bytes(), (w.numel() + 1) / 2);
+          EXPECT_GE(unpacked.weight_bytes(), w.numel());
         }
-        // After the calls (oneDNN's reordered copy exists for unpacked weights by now).
-        EXPECT_EQ(packed.weight_bytes(), (w.numel() + 1) / 2);
-        EXPECT_GE(unpacked.weight_bytes(), w.numel());
-      }
     }
   }
   const at::Tensor lw = random_int({10, 65}, -8, 7, at::kChar, gen);
   const at::Tensor lx = random_int({3, 65}, 0, 255, at::kByte, gen);
-  for (IntKernel kernel : {IntKernel::kReference, IntKernel::kFast}) {
-    const IntLinear packed(lw, kernel, WeightStorage::kPacked4);
-    EXPECT_TRUE(at::equal(packed.accumulate(lx).to(at::kDouble), at::linear(lx.to(at::kDouble), lw.to(at::kDouble))));
-    EXPECT_EQ(packed.weight_bytes(), 325);
-  }
+  for (IntKernelPath path : paths())
+    for (IntKernel kernel : {IntKernel::kReference, IntKernel::kFast}) {
+      const ScopedIntKernelPath use(path);
+      const IntLinear packed(lw, kernel, WeightStorage::kPacked4);
+      EXPECT_TRUE(at::equal(packed.accumulate(lx).to(at::kDouble), at::linear(lx.to(at::kDouble), lw.to(at::kDouble))))
+          << int_kernel_path();
+      EXPECT_EQ(packed.weight_bytes(), 325);
+    }
   EXPECT_EQ(error_of([&] { IntConv2d(at::full({2, 2, 1, 1}, 8, at::kChar), IntConvGeometry{}, IntKernel::kFast,
                                      WeightStorage::kPacked4); }),
             "IntConv2d weight (packed 4-bit storage): expected values in [-8, 7], found [8, 8]");
@@ -283,10 +307,13 @@ TEST(IntKernels, ConcurrentCallsGiveTheSerialAccumulators) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(16);
   std::vector<ConvCase> cases = conv_cases();
   cases.push_back({"1 input channel, batch 4", 4, 1, 28, 28, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}});
+  for (IntKernelPath path : paths())
   for (const ConvCase& c : cases)
     for (bool is_signed : {false, true})
       for (WeightStorage storage : {WeightStorage::kInt8, WeightStorage::kPacked4}) {
-        SCOPED_TRACE(c.name + (storage == WeightStorage::kPacked4 ? ", packed" : ", int8") + (is_signed ? ", int8 input" : ", uint8 input"));
+        const ScopedIntKernelPath use(path);
+        SCOPED_TRACE(std::string(int_kernel_path()) + ", " + c.name + (storage == WeightStorage::kPacked4 ? ", packed" : ", int8") +
+                     (is_signed ? ", int8 input" : ", uint8 input"));
         const at::Tensor w = random_int({c.O, c.C / c.g.groups, c.KH, c.KW}, -8, 7, at::kChar, gen);
         std::vector<at::Tensor> inputs, serial(8), concurrent(8);
         for (int k = 0; k < 8; ++k)
@@ -306,7 +333,9 @@ TEST(IntKernels, ConcurrentCallsGiveTheSerialAccumulators) {
           ASSERT_TRUE(at::equal(serial[k], concurrent[k])) << "call " << k;
         }
       }
+  for (IntKernelPath path : paths())
   for (WeightStorage storage : {WeightStorage::kInt8, WeightStorage::kPacked4}) {
+    const ScopedIntKernelPath use(path);
     const IntLinear linear(random_int({10, 192}, -8, 7, at::kChar, gen), IntKernel::kFast, storage);
     std::vector<at::Tensor> inputs, serial(8), concurrent(8);
     for (int k = 0; k < 8; ++k) inputs.push_back(random_int({4, 192}, 0, 255, at::kByte, gen));
@@ -316,6 +345,239 @@ TEST(IntKernels, ConcurrentCallsGiveTheSerialAccumulators) {
     at::parallel_for(0, 8, 1, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) concurrent[k] = linear.accumulate(inputs[k]);
     });
-    for (int k = 0; k < 8; ++k) ASSERT_TRUE(at::equal(serial[k], concurrent[k])) << "linear call " << k;
+    for (int k = 0; k < 8; ++k) ASSERT_TRUE(at::equal(serial[k], concurrent[k])) << int_kernel_path() << ", linear call " << k;
   }
+}
+
+TEST(IntKernels, PathsCanBeForcedAndBadChoicesAreRefused) {
+  const std::vector<IntKernelPath> supported = paths();
+  ASSERT_FALSE(supported.empty());
+  EXPECT_EQ(supported.back(), IntKernelPath::kPortable);
+  EXPECT_EQ(int_kernel_path_supported(IntKernelPath::kOnednn), fast_int_kernels_available());
+#if defined(__x86_64__)
+  EXPECT_EQ(int_kernel_path_supported(IntKernelPath::kAvx2), __builtin_cpu_supports("avx2") != 0);
+#else
+  EXPECT_FALSE(int_kernel_path_supported(IntKernelPath::kAvx2));
+#endif
+  // Without a ScopedIntKernelPath: DFQ_INT_KERNELS's path when set, else the best one.
+  const char* env = std::getenv("DFQ_INT_KERNELS");
+  const std::string by_default = env != nullptr && *env != '\0' ? env : int_kernel_path_name(supported.front());
+  EXPECT_EQ(int_kernel_path(), by_default);
+  for (IntKernelPath path : supported) {
+    {
+      const ScopedIntKernelPath use(path);
+      EXPECT_EQ(int_kernel_path(), std::string(int_kernel_path_name(path)));
+      {
+        const ScopedIntKernelPath inner(IntKernelPath::kPortable);
+        EXPECT_EQ(int_kernel_path(), std::string("portable"));
+      }
+      EXPECT_EQ(int_kernel_path(), std::string(int_kernel_path_name(path)));
+    }
+    EXPECT_EQ(parse_int_kernel_path(int_kernel_path_name(path)), path);
+  }
+  EXPECT_EQ(int_kernel_path(), by_default);
+
+  std::string list;  // e.g. "onednn, avx2 or portable"
+  for (size_t i = 0; i < supported.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == supported.size() ? " or " : ", ") + std::string(int_kernel_path_name(supported[i]));
+  const std::string expected =
+      "DFQ_INT_KERNELS: expected onednn, avx2 or portable, one this CPU supports (" + list + "), found ";
+  EXPECT_EQ(error_of([] { parse_int_kernel_path("avx512"); }), expected + "'avx512'");
+  EXPECT_EQ(error_of([] { parse_int_kernel_path("AVX2"); }), expected + "'AVX2'");
+  for (IntKernelPath path : {IntKernelPath::kOnednn, IntKernelPath::kAvx2}) {
+    if (int_kernel_path_supported(path)) continue;
+    const std::string name = int_kernel_path_name(path);
+    EXPECT_EQ(error_of([&] { parse_int_kernel_path(name); }), expected + "'" + name + "'");
+    EXPECT_EQ(error_of([&] { ScopedIntKernelPath use(path); }),
+              "ScopedIntKernelPath: expected a path this CPU supports (" + list + "), found '" + name + "'");
+  }
+}
+
+namespace {
+
+// A set of values for the exactness limits: uniform in [lo, hi], or (extremes)
+// only lo and hi.
+struct ValueSet {
+  std::string name;
+  int64_t lo, hi;
+  bool extremes;
+};
+
+at::Tensor values(at::IntArrayRef sizes, const ValueSet& v, at::ScalarType type, at::Generator& gen) {
+  if (!v.extremes) return random_int(sizes, v.lo, v.hi, type, gen);
+  const at::Tensor pick = random_int(sizes, 0, 1, at::kLong, gen);
+  return (v.lo + pick * (v.hi - v.lo)).to(type);
+}
+
+// The weights at the avx2 path's limits (int_kernels_avx2.cpp): 2 * 255 * 64
+// is vpmaddubsw's largest exact pair, and d vpmaddubsw results are summed in
+// int16 for max|w| <= 8 (d = 8), 16 (4), 32 (2), 64 (1); 8-bit weights take vpmaddwd.
+std::vector<ValueSet> limit_weights() {
+  return {
+      {"±64 (vpmaddubsw limit)", -64, 64, true},
+      {"all 64", 64, 64, false},
+      {"all -64", -64, -64, false},
+      {"7-bit [-64, 63]", -64, 63, false},
+      {"±65 (8-bit scheme)", -65, 65, true},
+      {"±8 (8 sums in int16)", -8, 8, true},
+      {"4-bit [-8, 7]", -8, 7, false},
+      {"±9 (4 sums)", -9, 9, true},
+      {"±16 (4 sums)", -16, 16, true},
+      {"±17 (2 sums)", -17, 17, true},
+      {"±32 (2 sums)", -32, 32, true},
+      {"±33 (1 sum)", -33, 33, true},
+      {"8-bit ±127", -127, 127, true},
+      {"8-bit [-127, 127]", -127, 127, false},
+  };
+}
+
+std::vector<Values> limit_activations() {
+  return {
+      {"uint8 all 255", false, 255, 255, 0, 0},    {"uint8 [0, 255]", false, 0, 255, 0, 0},
+      {"int8 all -128", true, -128, -128, 0, 0},   {"int8 all 127", true, 127, 127, 0, 0},
+      {"int8 [-128, 127]", true, -128, 127, 0, 0},
+  };
+}
+
+std::vector<ConvCase> limit_shapes() {
+  return {
+      {"1x1, 5 -> 3 channels", 1, 5, 4, 3, 3, 1, 1, {1, 1, 0, 0, 1, 1, 1}},
+      {"C=1 3x3 -> 17, batch 2", 2, 1, 6, 5, 17, 3, 3, {1, 1, 1, 1, 1, 1, 1}},
+      {"7 -> 33 3x3 stride 2 pad 1", 1, 7, 9, 8, 33, 3, 3, {2, 2, 1, 1, 1, 1, 1}},
+      {"13 -> 10 3x3 dilation 2 pad 2", 1, 13, 9, 10, 10, 3, 3, {1, 1, 2, 2, 2, 2, 1}},
+      {"groups 3 (3 -> 5 each), batch 2", 2, 9, 6, 7, 15, 3, 3, {1, 1, 1, 1, 1, 1, 3}},
+      {"groups 2 (12 -> 20 each) 1x1", 1, 24, 5, 5, 40, 1, 1, {1, 1, 0, 0, 1, 1, 2}},
+      {"depthwise 17 3x3 pad 1", 1, 17, 7, 6, 17, 3, 3, {1, 1, 1, 1, 1, 1, 17}},
+      {"depthwise 40 3x3 stride 2 dilation 2, batch 2", 2, 40, 9, 9, 40, 3, 3, {2, 2, 2, 2, 2, 2, 40}},
+      {"depthwise 1 channel 5x5 pad 2", 1, 1, 6, 7, 1, 5, 5, {1, 1, 2, 2, 1, 1, 1}},
+      {"depthwise 32 5x4 stride 1x2 pad 2x1", 1, 32, 8, 9, 32, 5, 4, {1, 2, 2, 1, 1, 1, 32}},
+      {"depthwise multiplier 3", 1, 4, 6, 6, 12, 3, 3, {1, 1, 1, 1, 1, 1, 4}},
+      {"7x7 stride 2 pad 3", 1, 3, 16, 15, 8, 7, 7, {2, 2, 3, 3, 1, 1, 1}},
+      {"7x7 on a 1x1 input pad 3", 1, 6, 1, 1, 9, 7, 7, {1, 1, 3, 3, 1, 1, 1}},
+      {"1x1 input 1x1 kernel, batch 3", 3, 4, 1, 1, 5, 1, 1, {1, 1, 0, 0, 1, 1, 1}},
+      {"2x2 input 3x3 pad 1", 1, 16, 2, 2, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}},
+      {"5x3 stride 1x2 pad 2x0", 1, 6, 11, 9, 18, 5, 3, {1, 2, 2, 0, 1, 1, 1}},
+      {"48x40 4 -> 16 3x3 pad 1 (many tiles)", 1, 4, 48, 40, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}},
+      {"256 -> 16 3x3 (long reduction)", 1, 256, 5, 4, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}},
+      {"32 -> 24 3x3 pad 1 (rows read in place), batch 2", 2, 32, 9, 7, 24, 3, 3, {1, 1, 1, 1, 1, 1, 1}},
+      {"depthwise 16 32x32, batch 3", 3, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1, 1, 16}},
+  };
+}
+
+}  // namespace
+
+// The avx2 path gives kReference's accumulators bit for bit for weights and
+// activations at the edges of what each vpmaddubsw / int16 sum can hold
+// exactly, on shapes that leave partial blocks and tiles.
+TEST(IntKernels, Avx2LimitsAreExact) {
+  if (!int_kernel_path_supported(IntKernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  ThreadCount restore;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
+  // Even combinations run on 1 thread, odd ones on 2 (every shape sees both;
+  // the thread count changes once: at::set_num_threads remakes thread pools).
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    int combination = 0;
+    for (const ConvCase& c : limit_shapes())
+      for (const ValueSet& wv : limit_weights())
+        for (const Values& xv : limit_activations()) {
+          if (combination++ % 2 != threads - 1) continue;
+          SCOPED_TRACE(c.name + ", weights " + wv.name + ", " + xv.name + ", " + std::to_string(threads) + " threads");
+          const at::Tensor w = values({c.O, c.C / c.g.groups, c.KH, c.KW}, wv, at::kChar, gen);
+          const at::Tensor x =
+              values({c.N, c.C, c.H, c.W}, {"", xv.x_min, xv.x_max, xv.x_max == 127 && xv.x_min == -128},
+                     xv.is_signed ? at::kChar : at::kByte, gen)
+                  .contiguous(at::MemoryFormat::ChannelsLast);
+          const at::Tensor reference = IntConv2d(w, c.g, IntKernel::kReference).accumulate(x);
+          const bool packable = wv.lo >= -8 && wv.hi <= 7;
+          const ScopedIntKernelPath use(IntKernelPath::kAvx2);
+          for (WeightStorage storage : {WeightStorage::kInt8, WeightStorage::kPacked4}) {
+            if (storage == WeightStorage::kPacked4 && !packable) continue;
+            const at::Tensor y = IntConv2d(w, c.g, IntKernel::kFast, storage).accumulate(x);
+            ASSERT_TRUE(at::equal(y, reference)) << (storage == WeightStorage::kPacked4 ? "packed; " : "")
+                                                 << "max |difference| " << (y - reference).abs().max().item<int64_t>();
+          }
+        }
+  }
+}
+
+TEST(IntKernels, Avx2LinearLimitsAreExact) {
+  if (!int_kernel_path_supported(IntKernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  ThreadCount restore;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(18);
+  struct LinearCase {
+    int64_t N, I, O;
+  };
+  // One sample and 70 outputs: on 2 threads the channel blocks are split between them.
+  for (int threads : {1, 2}) {  // even combinations on 1 thread, odd ones on 2
+    at::set_num_threads(threads);
+    int combination = 0;
+    for (const LinearCase& c : {LinearCase{1, 300, 70}, LinearCase{5, 4096, 8}, LinearCase{17, 33, 1}})
+      for (const ValueSet& wv : limit_weights())
+        for (const Values& xv : limit_activations()) {
+          if (combination++ % 2 != threads - 1) continue;
+          SCOPED_TRACE(std::to_string(c.N) + "x" + std::to_string(c.I) + " -> " + std::to_string(c.O) + ", weights " +
+                       wv.name + ", " + xv.name + ", " + std::to_string(threads) + " threads");
+          const at::Tensor w = values({c.O, c.I}, wv, at::kChar, gen);
+          const at::Tensor x = values({c.N, c.I}, {"", xv.x_min, xv.x_max, xv.x_max == 127 && xv.x_min == -128},
+                                      xv.is_signed ? at::kChar : at::kByte, gen);
+          const at::Tensor reference = IntLinear(w, IntKernel::kReference).accumulate(x);
+          ASSERT_TRUE(at::equal(reference.to(at::kDouble), at::linear(x.to(at::kDouble), w.to(at::kDouble))));
+          const ScopedIntKernelPath use(IntKernelPath::kAvx2);
+          ASSERT_TRUE(at::equal(IntLinear(w, IntKernel::kFast).accumulate(x), reference));
+        }
+  }
+}
+
+// The avx2 path keeps weights up to |w| = 64 as bytes for vpmaddubsw (one byte
+// per weight plus 128 * sum(w) per output channel) and wider ones as int16:
+// the boundary cases above do reach vpmaddubsw's limit.
+TEST(IntKernels, Avx2PacksSevenBitWeightsAsBytes) {
+  if (!int_kernel_path_supported(IntKernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  const ScopedIntKernelPath use(IntKernelPath::kAvx2);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(19);
+  const at::Tensor x = random_int({1, 64, 4, 4}, 0, 255, at::kByte, gen).contiguous(at::MemoryFormat::ChannelsLast);
+  const IntConvGeometry g{1, 1, 1, 1, 1, 1, 1};
+  for (int64_t m : {64, 65}) {
+    const at::Tensor w = values({16, 64, 3, 3}, {"", -m, m, true}, at::kChar, gen);
+    const IntConv2d fast(w, g, IntKernel::kFast);
+    EXPECT_TRUE(at::equal(fast.accumulate(x), IntConv2d(w, g, IntKernel::kReference).accumulate(x))) << m;
+    EXPECT_EQ(fast.weight_bytes(), w.numel() + (m <= 64 ? w.numel() + 16 * 4 : 2 * w.numel())) << m;
+  }
+}
+
+// A manual speed probe, not a benchmark (run with --gtest_also_run_disabled_tests
+// on a quiet machine): the best of 5 calls per path, 1 thread, for a few layer shapes.
+TEST(IntKernels, DISABLED_PathSpeedProbe) {
+  ThreadCount restore;
+  at::set_num_threads(1);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(20);
+  struct Layer {
+    std::string name;
+    ConvCase c;
+  };
+  const std::vector<Layer> layers = {
+      {"3x3 64 -> 64, 8 x 8x8", {"", 8, 64, 8, 8, 64, 3, 3, {1, 1, 1, 1, 1, 1, 1}}},
+      {"3x3 16 -> 16, 8 x 32x32", {"", 8, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1, 1, 1}}},
+      {"depthwise 3x3 96, 56x56", {"", 1, 96, 56, 56, 96, 3, 3, {1, 1, 1, 1, 1, 1, 96}}},
+      {"1x1 96 -> 24, 56x56", {"", 1, 96, 56, 56, 24, 1, 1, {1, 1, 0, 0, 1, 1, 1}}},
+  };
+  for (const Layer& l : layers)
+    for (int64_t m : {7, 127}) {
+      const ConvCase& c = l.c;
+      const at::Tensor w = random_int({c.O, c.C / c.g.groups, c.KH, c.KW}, -m, m, at::kChar, gen);
+      const at::Tensor x = random_int({c.N, c.C, c.H, c.W}, 0, 255, at::kByte, gen).contiguous(at::MemoryFormat::ChannelsLast);
+      const IntConv2d conv(w, c.g, IntKernel::kFast);
+      for (IntKernelPath path : paths()) {
+        const ScopedIntKernelPath use(path);
+        double best = 1e9;
+        const int repeats = std::getenv("DFQ_PROBE_REPEATS") ? std::atoi(std::getenv("DFQ_PROBE_REPEATS")) : 5;
+        for (int k = 0; k < repeats; ++k) {
+          const auto start = std::chrono::steady_clock::now();
+          conv.accumulate(x);
+          best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+        }
+        std::printf("%-28s |w| <= %3lld  %-8s %8.3f ms\n", l.name.c_str(), static_cast<long long>(m), int_kernel_path(), best);
+      }
+    }
 }

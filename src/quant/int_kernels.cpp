@@ -16,16 +16,18 @@
 //    magnitude <= 2^24, exact in float32. A layer over the bound is split along
 //    its input channels into chunks within it, run chunk by chunk and added in
 //    int32; a layer whose single input channel exceeds it (kernels over 518
-//    taps) runs the portable loop.
+//    taps) runs the avx2 path (or, without AVX2, the portable loop).
 // Weights of <= 4 bits may be kept packed (WeightStorage::kPacked4): then the
 // only resident copy is the nibbles, and each call unpacks them (and, for
 // oneDNN, reorders them into the primitive's blocked layout) into temporaries
 // freed when it returns; the products are the same, so the accumulators are.
-// Without VNNI, kFast is the portable loop: an nhwc patch per output pixel
-// times int16 weight rows (pmaddwd dot products, four rows at a time), threaded
-// by at::parallel_for. This file is compiled with -fopenmp: LibTorch's
-// at::parallel_for is an inline template that runs serially in a translation
-// unit without _OPENMP.
+// Without VNNI, kFast runs dfq's AVX2 kernels (int_kernels_avx2.cpp, exact by
+// construction: see there) when the CPU has AVX2, else the portable loop: an
+// nhwc patch per output pixel times int16 weight rows (pmaddwd dot products,
+// four rows at a time). DFQ_INT_KERNELS or ScopedIntKernelPath force a path
+// (int_kernels.h). Both are threaded here by at::parallel_for. This file is
+// compiled with -fopenmp: LibTorch's at::parallel_for is an inline template
+// that runs serially in a translation unit without _OPENMP.
 #include "quant/int_kernels.h"
 
 #include <ATen/ATen.h>
@@ -35,6 +37,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -44,6 +48,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "quant/int_kernels_avx2.h"
 #include "quant/packing.h"
 
 namespace dfq {
@@ -232,6 +237,88 @@ bool fast_int_kernels_available() {
   return available;
 }
 
+const char* int_kernel_path_name(IntKernelPath path) {
+  switch (path) {
+    case IntKernelPath::kOnednn: return "onednn";
+    case IntKernelPath::kAvx2: return "avx2";
+    case IntKernelPath::kPortable: return "portable";
+  }
+  return "?";
+}
+
+bool int_kernel_path_supported(IntKernelPath path) {
+  switch (path) {
+    case IntKernelPath::kOnednn: return fast_int_kernels_available();
+#if defined(__x86_64__)
+    case IntKernelPath::kAvx2: return __builtin_cpu_supports("avx2");
+#else
+    case IntKernelPath::kAvx2: return false;
+#endif
+    case IntKernelPath::kPortable: return true;
+  }
+  return false;
+}
+
+std::vector<IntKernelPath> supported_int_kernel_paths() {
+  std::vector<IntKernelPath> paths;
+  for (IntKernelPath path : {IntKernelPath::kOnednn, IntKernelPath::kAvx2, IntKernelPath::kPortable})
+    if (int_kernel_path_supported(path)) paths.push_back(path);
+  return paths;
+}
+
+namespace {
+
+std::atomic<int> forced_path{-1};  // a ScopedIntKernelPath's path, or -1
+
+// "avx2 or portable": the paths this CPU supports, for messages.
+std::string supported_list() {
+  std::string list;
+  const std::vector<IntKernelPath> paths = supported_int_kernel_paths();
+  for (size_t i = 0; i < paths.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == paths.size() ? " or " : ", ") + std::string(int_kernel_path_name(paths[i]));
+  return list;
+}
+
+// DFQ_INT_KERNELS's path, or the best supported one when it is unset or empty.
+IntKernelPath path_from_environment() {
+  const char* value = std::getenv("DFQ_INT_KERNELS");
+  if (value == nullptr || *value == '\0') return supported_int_kernel_paths().front();
+  return parse_int_kernel_path(value);
+}
+
+// The path kFast runs now (int_kernel_path()).
+IntKernelPath current_path() {
+  const int forced = forced_path.load();
+  if (forced >= 0) return static_cast<IntKernelPath>(forced);
+  static const IntKernelPath from_environment = path_from_environment();  // a throw leaves it unset
+  return from_environment;
+}
+
+// The path for a layer oneDNN does not run: avx2 if supported, else portable.
+IntKernelPath fallback_path() {
+  return int_kernel_path_supported(IntKernelPath::kAvx2) ? IntKernelPath::kAvx2 : IntKernelPath::kPortable;
+}
+
+}  // namespace
+
+IntKernelPath parse_int_kernel_path(const std::string& value) {
+  for (IntKernelPath path : {IntKernelPath::kOnednn, IntKernelPath::kAvx2, IntKernelPath::kPortable})
+    if (value == int_kernel_path_name(path) && int_kernel_path_supported(path)) return path;
+  fail("DFQ_INT_KERNELS", "onednn, avx2 or portable, one this CPU supports (" + supported_list() + ")",
+       "'" + one_line(value) + "'");
+}
+
+const char* int_kernel_path() { return int_kernel_path_name(current_path()); }
+
+ScopedIntKernelPath::ScopedIntKernelPath(IntKernelPath path) : saved_(forced_path.load()) {
+  if (!int_kernel_path_supported(path))
+    fail("ScopedIntKernelPath", "a path this CPU supports (" + supported_list() + ")",
+         std::string("'") + int_kernel_path_name(path) + "'");
+  forced_path.store(static_cast<int>(path));
+}
+
+ScopedIntKernelPath::~ScopedIntKernelPath() { forced_path.store(saved_); }
+
 namespace detail {
 
 // The prepared kernel behind IntConv2d and IntLinear (a linear layer is a 1x1
@@ -248,6 +335,7 @@ class IntKernelImpl {
         packed_(storage == WeightStorage::kPacked4) {
     const at::Tensor w = weight.contiguous();
     stored_ = packed_ ? pack_int4(w) : w;
+    if (fast_) current_path();  // a bad DFQ_INT_KERNELS fails here, not inside a call
     if (fast_ && fast_int_kernels_available())
       for (const auto& [begin, end] : float_exact_chunks(w)) chunks_.push_back(Chunk{begin, end, {}});
   }
@@ -259,7 +347,7 @@ class IntKernelImpl {
 
   int64_t weight_bytes() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    int64_t bytes = stored_.nbytes() + (rows_.defined() ? rows_.nbytes() : 0);
+    int64_t bytes = stored_.nbytes() + (rows_.defined() ? rows_.nbytes() : 0) + (avx2_ ? avx2_->nbytes() : 0);
     for (const Chunk& chunk : chunks_)
       for (const auto& [desc, memory] : chunk.reordered) bytes += static_cast<int64_t>(desc.get_size());
     return bytes;
@@ -276,9 +364,14 @@ class IntKernelImpl {
       else reference_conv(x.data_ptr<uint8_t>(), w.data_ptr<int8_t>(), out, d, geometry_);
       return;
     }
-    if (!chunks_.empty()) {
-      if (const auto plan = plan_for(is_signed, d)) return run_onednn(*plan, x, d, y);
+    IntKernelPath path = current_path();
+    if (path == IntKernelPath::kOnednn) {
+      if (!chunks_.empty()) {
+        if (const auto plan = plan_for(is_signed, d)) return run_onednn(*plan, x, d, y);
+      }
+      path = fallback_path();
     }
+    if (path == IntKernelPath::kAvx2) return run_avx2(x, d, y);
     const at::Tensor rows = portable_rows();
     if (is_signed) portable_conv(x.data_ptr<int8_t>(), rows.data_ptr<int16_t>(), out, d, geometry_);
     else portable_conv(x.data_ptr<uint8_t>(), rows.data_ptr<int16_t>(), out, d, geometry_);
@@ -317,6 +410,52 @@ class IntKernelImpl {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!rows_.defined()) rows_ = make();
     return rows_;
+  }
+
+  // The avx2 path's packed weights: made once and kept for unpacked weights,
+  // made per call for packed ones.
+  std::shared_ptr<const avx2::PackedWeights> avx2_weights() const {
+    auto make = [&] {
+      const at::Tensor w = weights();
+      return std::make_shared<const avx2::PackedWeights>(
+          avx2::pack(w.data_ptr<int8_t>(), shape_[0], shape_[1], shape_[2], shape_[3], geometry_.groups));
+    };
+    if (packed_) return make();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!avx2_) avx2_ = make();
+    return avx2_;
+  }
+
+  // The avx2 path, threaded over tiles of output pixels (depthwise: pixel
+  // ranges); with fewer tiles than twice the threads, also over output-channel
+  // blocks, so that a batch of one image keeps every thread busy.
+  void run_avx2(const at::Tensor& x, const Dims& d, const at::Tensor& y) const {
+    const std::shared_ptr<const avx2::PackedWeights> packed = avx2_weights();
+    const IntConvGeometry& g = geometry_;
+    const avx2::ConvShape s{d.N,       d.C,       d.H,        d.W,        d.O,     d.KH,    d.KW,         d.G,
+                            d.Ho,      d.Wo,      g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
+    const bool is_signed = x.scalar_type() == at::kChar;
+    const void* in = x.data_ptr();
+    int32_t* out = y.data_ptr<int32_t>();
+    const int64_t pixels = d.N * d.Ho * d.Wo;
+    if (packed->scheme == avx2::Scheme::kDepthwise) {
+      const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / (d.C * d.KH * d.KW));  // ~32k MACs per task
+      at::parallel_for(0, pixels, grain, [&](int64_t begin, int64_t end) {
+        avx2::depthwise(*packed, s, in, is_signed, out, begin, end);
+      });
+      return;
+    }
+    const int64_t tile = avx2::tile_pixels(*packed), tiles = (pixels + tile - 1) / tile;
+    const int64_t blocks = d.G * packed->blocks;
+    const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+    const int64_t parts = threads > 1 ? std::clamp<int64_t>((2 * threads + tiles - 1) / tiles, 1, blocks) : 1;
+    at::parallel_for(0, tiles * parts, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t t = task / parts, part = task % parts;
+        avx2::conv(*packed, s, in, is_signed, out, t * tile, std::min(pixels, (t + 1) * tile), part * blocks / parts,
+                   (part + 1) * blocks / parts);
+      }
+    });
   }
 
   // The primitives for this input dtype, shape and thread count (oneDNN picks
@@ -442,6 +581,7 @@ class IntKernelImpl {
   bool linear_, fast_, packed_;
   at::Tensor stored_;                    // int8 [O, Cg, KH, KW] contiguous, or its pack_int4 bytes
   mutable at::Tensor rows_;              // kFast portable loop, unpacked weights: int16 [O, KH, KW, Cg] once used
+  mutable std::shared_ptr<const avx2::PackedWeights> avx2_;  // kFast avx2 path, unpacked weights: once used
   mutable std::vector<Chunk> chunks_;    // kFast on oneDNN; empty otherwise (mutex_ guards `reordered`)
   mutable std::mutex mutex_;
   mutable std::map<PlanKey, std::shared_ptr<const Plan>> plans_;

@@ -4,14 +4,24 @@
 // uint8/int8 activations (real = scale * q, zero point 0, so nothing else enters
 // the sum; bias and requantization are the caller's). Two implementations agree
 // bit for bit: kReference, plain loops that are the ground truth, and kFast,
-// oneDNN on CPUs with VNNI, else a threaded portable loop. Accumulators are
-// exact for any int8/uint8 input value.
+// which runs one of three paths (IntKernelPath below), all exact for any
+// int8/uint8 input value:
+//   onednn    oneDNN's int8 kernels; only when its effective ISA has AVX-512
+//             VNNI (without it oneDNN's u8 x s8 products saturate in int16);
+//   avx2      dfq's AVX2 kernels (int_kernels_avx2.cpp); needs AVX2;
+//   portable  a threaded loop of int16 dot products; any CPU.
+// By default kFast uses the first of these the CPU supports. The environment
+// variable DFQ_INT_KERNELS=onednn|avx2|portable, read once (at the first
+// kFast kernel or int_kernel_path() call), forces one; an unknown value or a
+// path the CPU cannot run makes those calls throw dfq::Error.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace dfq {
 
@@ -28,9 +38,10 @@ enum class IntKernel { kReference, kFast };
 // How a prepared kernel keeps its weights between calls. kPacked4 (weights of
 // <= 4 bits, values in [-8, 7]) keeps only the packed nibbles of packing.h and
 // unpacks a layer's weights into a temporary for each call (for kFast, also
-// oneDNN's reorder into its blocked layout), so the resident weight memory is
-// half a byte per weight; kInt8 keeps int8 weights (kFast: and oneDNN's
-// reordered copy) and prepares nothing per call.
+// oneDNN's reorder into its blocked layout, or the avx2 or portable path's
+// packing), so the resident weight memory is half a byte per weight; kInt8
+// keeps int8 weights (kFast: and the copies its paths prepare on first use)
+// and prepares nothing per call.
 enum class WeightStorage { kInt8, kPacked4 };
 
 // A prepared integer 2-D convolution: sum over (c, kh, kw) of w * x, zero
@@ -47,7 +58,7 @@ class IntConv2d {
   // Returns the int32 accumulators [N, O, Ho, Wo], channels-last.
   at::Tensor accumulate(const at::Tensor& x) const;
   // Bytes of weights the kernel keeps between calls (every copy: the stored
-  // weights and, for kFast, oneDNN's reordered ones prepared so far).
+  // weights and, for kFast, the reordered or packed ones its paths prepared so far).
   int64_t weight_bytes() const;
 
  private:
@@ -68,10 +79,45 @@ class IntLinear {
   std::shared_ptr<const detail::IntKernelImpl> impl_;
 };
 
-// True when kFast has its vectorized (oneDNN) path on this CPU: oneDNN's
-// effective ISA includes AVX-512 VNNI (DNNL_MAX_CPU_ISA can lower it). Without
-// VNNI oneDNN's u8 x s8 products saturate in int16, so kFast then runs a
-// threaded portable loop instead (still exact).
+// True when kFast can use oneDNN on this CPU: oneDNN's effective ISA includes
+// AVX-512 VNNI (DNNL_MAX_CPU_ISA can lower it). Without VNNI oneDNN's u8 x s8
+// products saturate in int16, so kFast then runs the avx2 or portable path.
 bool fast_int_kernels_available();
+
+// The paths of kFast (see the top of this file).
+enum class IntKernelPath { kOnednn, kAvx2, kPortable };
+
+// "onednn", "avx2" or "portable".
+const char* int_kernel_path_name(IntKernelPath path);
+// Whether this CPU (and build) can run `path`; kPortable always.
+bool int_kernel_path_supported(IntKernelPath path);
+// The paths this CPU supports, best first.
+std::vector<IntKernelPath> supported_int_kernel_paths();
+// The path DFQ_INT_KERNELS=value forces. Throws dfq::Error naming the
+// variable, the value and the paths this CPU supports when the value is not a
+// path name or names one the CPU cannot run.
+IntKernelPath parse_int_kernel_path(const std::string& value);
+// The name of the path kFast uses now: a ScopedIntKernelPath's, else
+// DFQ_INT_KERNELS's, else the best supported. Throws dfq::Error (naming the
+// variable, its value and the paths this CPU supports) when DFQ_INT_KERNELS
+// is set to an unknown or unsupported path. A layer oneDNN declines (or one
+// tap over its float32-exact bound, int_kernels.cpp) runs avx2 if supported,
+// else portable.
+const char* int_kernel_path();
+
+// For tests and measurements: forces kFast's path for every kernel (also ones
+// already made) while the object lives; restores the previous choice when
+// destroyed. Throws dfq::Error when the CPU cannot run `path`. Not meant to
+// change while kernels run in other threads.
+class ScopedIntKernelPath {
+ public:
+  explicit ScopedIntKernelPath(IntKernelPath path);
+  ~ScopedIntKernelPath();
+  ScopedIntKernelPath(const ScopedIntKernelPath&) = delete;
+  ScopedIntKernelPath& operator=(const ScopedIntKernelPath&) = delete;
+
+ private:
+  int saved_;
+};
 
 }  // namespace dfq
