@@ -12,7 +12,8 @@
 //   u0*w0 + u1*w1 in a saturating int16: |.| <= 2 * 255 * m <= 32640 < 32767,
 //   so it never saturates. `depth` d of these results are added in int16 by
 //   vpaddw, d a power of two <= 8 with d * 2 * 255 * m <= 32767 (m <= 8, i.e.
-//   4-bit weights: d <= 8; m <= 16: 4; m <= 32: 2; m <= 64: 1), so every int16
+//   4-bit weights: d <= 8; m <= 16: 4; m <= 32: 2; m <= 64: 1; d also divides
+//   the steps of a kernel row, so blocks of d steps tile it), so every int16
 //   partial sum has |.| <= 32640: exact, vpaddw never wraps. vpmaddwd with
 //   ones adds adjacent int16 lanes into int32 exactly, and vpaddd adds those
 //   into the int32 accumulators: each partial sum is a sum of a subset of the
@@ -187,7 +188,7 @@ DFQ_AVX2_INLINE void store_rows(const __m256i (&acc)[R][2], const int32_t* shift
 }
 
 // D steps of kBytes: the vpmaddubsw results of each pixel (p[r], 4 bytes a
-// step) and vector summed in int16 (D <= depth: exact, see the top), then
+// step) and vector summed in int16 (D = depth: exact, see the top), then
 // widened into acc by vpmaddwd.
 template <int R, int D>
 DFQ_AVX2_INLINE void bytes_steps(const uint8_t* const (&p)[R], const int8_t* w, __m256i (&acc)[R][2]) {
