@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -146,6 +147,27 @@ std::string join(const std::vector<float>& values) {
   std::ostringstream out;
   for (size_t i = 0; i < values.size(); ++i) out << (i ? "," : "") << values[i];
   return out.str();
+}
+
+void refuse_with_merge(const po::variables_map& vm, const std::vector<std::string>& allowed, const std::string& source) {
+  for (const auto& [name, value] : vm)
+    if (!value.defaulted() && std::find(allowed.begin(), allowed.end(), name) == allowed.end())
+      fail("--" + name, "an option of a single run (--merge takes " + source + ")", "it combined with --merge");
+}
+
+Shard parse_shard(const std::string& text) {
+  // Digits only: no sign, space or exponent, so "-1/2" or "1/2x" cannot slip through a stream parse.
+  const size_t slash = text.find('/');
+  const auto digits = [](const std::string& s) {
+    return !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
+  };
+  const std::string i = slash == std::string::npos ? "" : text.substr(0, slash);
+  const std::string n = slash == std::string::npos ? "" : text.substr(slash + 1);
+  Shard shard;
+  if (digits(i) && digits(n)) shard = Shard{std::stoll(i), std::stoll(n)};
+  if (!digits(i) || !digits(n) || shard.count < 1 || shard.index >= shard.count)
+    fail("--shard", "I/N with 0 <= I < N, e.g. 0/4 (shard I of N)", "'" + one_line(text) + "'");
+  return shard;
 }
 
 }  // namespace dfq::cli

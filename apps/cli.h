@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "core/shard.h"
 #include "eval/preprocess.h"
 
 namespace at {
@@ -68,5 +69,14 @@ void check_output(const std::string& option, const std::string& path,
 void check_input_fits(const Graph& graph, const std::string& model, const at::Tensor& images);
 
 std::string join(const std::vector<float>& values);
+
+// --shard I/N: two decimal integers, 0 <= I < N (core/shard.h). Throws
+// dfq::Error("--shard: expected I/N with 0 <= I < N ..., found '<text>'").
+Shard parse_shard(const std::string& text);
+
+// --merge takes every setting from the shards it merges: throws dfq::Error
+// ("--<name>: expected an option of a single run (--merge takes <source>),
+// found it combined with --merge") for any option given but those `allowed`.
+void refuse_with_merge(const po::variables_map& vm, const std::vector<std::string>& allowed, const std::string& source);
 
 }  // namespace dfq::cli

@@ -66,7 +66,9 @@ const std::map<std::string, std::string> kRefused = {
     {"check-options", "dfq run checks the quantization options itself, before synthesis"},
     {"predictions", "dfq run evaluates twice (FP32, integer): run dfq eval --predictions on RUN/model.dfq"},
     {"save-inputs", "dfq run evaluates twice (FP32, integer): run dfq eval --save-inputs on RUN/model.dfq"},
-    {"save-outputs", "dfq run evaluates twice (FP32, integer): run dfq eval --save-outputs on RUN/model.dfq"}};
+    {"save-outputs", "dfq run evaluates twice (FP32, integer): run dfq eval --save-outputs on RUN/model.dfq"},
+    {"shard", "dfq run is one job: split dfq synth and dfq eval themselves with --shard and --merge"},
+    {"merge", "dfq run is one job: split dfq synth and dfq eval themselves with --shard and --merge"}};
 // Quantize options that only shape the synthesis quantize would run itself
 // (dfq quantize refuses them with given calibration): here synthesis is a stage.
 const std::set<std::string> kSynthesisOnly = {"input-size"};
@@ -337,7 +339,10 @@ int run_run(int argc, char** argv) {
       std::vector<std::string> parts = key_tokens(synth);
       parts.insert(parts.end(), {record.model_sha256, "count=" + std::to_string(cmd.calib_count),
                                  "batch=" + std::to_string(cmd.synth_batch), "seed=" + std::to_string(cmd.seed),
-                                 "threads=" + std::to_string(threads)});
+                                 "threads=" + std::to_string(threads),
+                                 // Direct synthesis seeds each batch from (seed, batch) since issue 20:
+                                 // sets cached before then hold other images for the same options.
+                                 "seeding=per-batch"});
       const std::string entry = cache.empty() ? "" : cache + "/" + key_of("synth", parts);
       bool cached = !entry.empty() && fs::exists(entry + "/synth.json", ec);
       if (cached) {

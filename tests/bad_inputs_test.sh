@@ -196,6 +196,39 @@ disk_full_eval_json        | eval     | --json: file size limit 0 (refused befor
 disk_full_eval_json_midway | eval     | --json: file size limit 1 KiB (the integer engine's JSON is 1.6 KiB) | data qmodel | 1 | e\.json': expected [0-9]+ bytes written, found 1024 \(File too large\) | $O/e.json | limit_fsize 1 dfq eval --qmodel $T/q.dfq --data $D --preset fashion-mnist --quiet --json $O/e.json
 disk_full_eval_save_inputs | eval     | --save-inputs: file size limit 16 KiB (the inputs are 61 KiB): no output at all | data | 1 | x\.f32': expected 62720 bytes written, found .*File too large | $O/x.f32 $O/x.f32.json $O/e.json $O/p.csv | limit_fsize 16 dfq eval --model $M --data $D --preset fashion-mnist --quiet --json $O/e.json --predictions $O/p.csv --save-inputs $O/x.f32
 disk_full_eval_json_tmpfs  | eval     | --json on a full tmpfs          | data               | 1 | --json '.*mnt/e\.json': expected a writable location, found .*No space left on device | - | on_tmpfs 64k full dfq eval --model $M --data $D --preset fashion-mnist --quiet --json $T/mnt/e.json
+# --- scale-out by shards (dfq synth/eval --shard I/N, --merge; shard folders and results live in $O, so the snapshot proves a failed merge left them intact)
+synth_shard_out_of_range   | synth    | --shard 3/3                     | -                  | 1 | --shard: expected I/N with 0 <= I < N.*found '3/3' | $O/s | dfq synth --model $M --preset fashion-mnist --count 4 --batch 2 --iters 1 --shard 3/3 --out $O/s
+synth_shard_negative       | synth    | --shard -1/2                    | -                  | 1 | --shard: expected I/N with 0 <= I < N.*found '-1/2' | $O/s | dfq synth --model $M --preset fashion-mnist --count 4 --batch 2 --iters 1 --shard -1/2 --out $O/s
+synth_shard_zero_shards    | synth    | --shard 1/0                     | -                  | 1 | --shard: expected I/N with 0 <= I < N.*found '1/0' | $O/s | dfq synth --model $M --preset fashion-mnist --count 4 --batch 2 --iters 1 --shard 1/0 --out $O/s
+synth_shard_garbage        | synth    | --shard half                    | -                  | 1 | --shard: expected I/N with 0 <= I < N.*found 'half' | $O/s | dfq synth --model $M --preset fashion-mnist --count 4 --batch 2 --iters 1 --shard half --out $O/s
+synth_shard_beyond_batches | synth    | --shard 0/3 of a run of 2 batches | -                | 1 | --shard 0/3: expected at most as many shards as batches \(2 of --batch 2 for --count 4\), found 3 shards | $O/s | dfq synth --model $M --preset fashion-mnist --count 4 --batch 2 --iters 1 --shard 0/3 --out $O/s
+synth_shard_generator      | synth    | --shard with --method generator | -                  | 1 | --shard: expected --method direct \(the generator is one model trained on every image | $O/s | dfq synth --model $M --preset fashion-mnist --method generator --count 4 --batch 2 --iters 1 --shard 0/2 --out $O/s
+synth_shard_dump_png       | synth    | --dump-png with --shard         | -                  | 1 | --dump-png: expected the merged set | $O/s | dfq synth --model $M --preset fashion-mnist --count 4 --batch 2 --iters 1 --shard 0/2 --dump-png --out $O/s
+synth_merge_accepts        | synth    | --merge of both shards, any order (accepted) | synth_shards | 0 | wrote .*m/images\.pt | - | dfq synth --merge $O/sh1 $O/sh0 --out $O/m --quiet
+synth_merge_missing_shard  | synth    | --merge: shard 1/2 missing      | synth_shards       | 1 | --merge: expected all 2 shards of the run, found 1 \(no shard 1 of 2\) | $O/m | dfq synth --merge $O/sh0 --out $O/m
+synth_merge_duplicate_shard | synth   | --merge: shard 1/2 twice        | synth_shards       | 1 | shard '.*sh1b': expected each shard of the run once, found shard 1/2 again \(also shard '.*sh1'\) | $O/m | dfq synth --merge $O/sh0 $O/sh1 $O/sh1b --out $O/m
+synth_merge_other_seed     | synth    | --merge: shards of two runs (seeds 0 and 1) | synth_shards synth_shard_seed1 | 1 | shard '.*seed1': expected the run of shard '.*sh0' \(seed 0\), found seed 1 | $O/m | dfq synth --merge $O/sh0 $O/seed1 --out $O/m
+synth_merge_other_model    | synth    | --merge: shards of two models   | synth_shards synth_shard_other_model | 1 | shard '.*othermodel': expected the run of shard '.*sh0' \(model_sha256 "[0-9a-f]{64}"\), found model_sha256 "[0-9a-f]{64}" | $O/m | dfq synth --merge $O/sh0 $O/othermodel --out $O/m
+synth_merge_not_a_shard    | synth    | --merge: an unsharded synth output | synth_shards previous_synth | 1 | shard '.*prev': expected a folder written by dfq synth --shard \(with shard\.json\), found no readable shard\.json | $O/m | dfq synth --merge $O/sh0 $O/prev --out $O/m
+synth_merge_wrong_model    | synth    | --merge --model: another model file | synth_shards   | 1 | model '.*conv_bn\.pt': expected the model the shards were synthesized from \(SHA-256 [0-9a-f]{64}\), found a file with SHA-256 | $O/m | dfq synth --merge $O/sh0 $O/sh1 --model $models/conv_bn.pt --out $O/m
+synth_merge_out_is_shard   | synth    | --merge --out: one of the shards (kept intact) | synth_shards | 1 | --out '.*sh1': expected a folder apart from the shards being merged, found shard '.*sh1' | - | dfq synth --merge $O/sh0 $O/sh1 --out $O/sh1
+synth_merge_with_option    | synth    | --merge with --seed             | synth_shards       | 1 | --seed: expected an option of a single run \(--merge takes the synthesis options from the shards\) | $O/m | dfq synth --merge $O/sh0 $O/sh1 --seed 1 --out $O/m
+synth_merge_disk_full      | synth    | --merge --out: file size limit 4 KiB (images.pt is 13 KiB) | synth_shards | 1 | images\.pt': expected [0-9]+ bytes written, found .*File too large | $O/m | limit_fsize 4 dfq synth --merge $O/sh0 $O/sh1 --out $O/m
+eval_shard_out_of_range    | eval     | --shard 2/2                     | data               | 1 | --shard: expected I/N with 0 <= I < N.*found '2/2' | $O/e.json | dfq eval --model $M --data $D --preset fashion-mnist --shard 2/2 --json $O/e.json
+eval_shard_negative        | eval     | --shard -1/2                    | data               | 1 | --shard: expected I/N with 0 <= I < N.*found '-1/2' | $O/e.json | dfq eval --model $M --data $D --preset fashion-mnist --shard -1/2 --json $O/e.json
+eval_shard_zero_shards     | eval     | --shard 0/0                     | data               | 1 | --shard: expected I/N with 0 <= I < N.*found '0/0' | $O/e.json | dfq eval --model $M --data $D --preset fashion-mnist --shard 0/0 --json $O/e.json
+eval_shard_garbage         | eval     | --shard 1of2                    | data               | 1 | --shard: expected I/N with 0 <= I < N.*found '1of2' | $O/e.json | dfq eval --model $M --data $D --preset fashion-mnist --shard 1of2 --json $O/e.json
+eval_shard_without_json    | eval     | --shard without --json          | data               | 1 | --shard: expected --json FILE \(the shard result dfq eval --merge reads\), found no --json | - | dfq eval --model $M --data $D --preset fashion-mnist --shard 0/2
+eval_shard_beyond_images   | eval     | --shard 0/3 of --limit 2        | data               | 1 | --shard 0/3: expected at most as many shards as images \(2\), found 3 shards | $O/e.json | dfq eval --model $M --data $D --preset fashion-mnist --limit 2 --shard 0/3 --json $O/e.json
+eval_merge_accepts         | eval     | --merge of both shards, any order (accepted) | eval_shards | 0 | top-1 +[0-9.]+ % \([0-9]+/20\) | - | dfq eval --merge $O/e1.json $O/e0.json --json $O/m.json --predictions $O/m.csv
+eval_merge_missing_shard   | eval     | --merge: shard 1/2 missing      | eval_shards        | 1 | --merge: expected all 2 shards of the run, found 1 \(no shard 1 of 2\) | $O/m.json $O/m.csv | dfq eval --merge $O/e0.json --json $O/m.json --predictions $O/m.csv
+eval_merge_duplicate_shard | eval     | --merge: shard 1/2 twice        | eval_shards        | 1 | shard result '.*e1b\.json': expected each shard of the run once, found shard 1/2 again \(also shard result '.*e1\.json'\) | $O/m.json | dfq eval --merge $O/e0.json $O/e1.json $O/e1b.json --json $O/m.json
+eval_merge_other_model     | eval     | --merge: shards of two models (FP32, quantized) | eval_shards eval_shard_qmodel | 1 | shard result '.*q1\.json': expected the run of shard result '.*e0\.json' \(model_sha256 "[0-9a-f]{64}"\), found model_sha256 "[0-9a-f]{64}" | $O/m.json | dfq eval --merge $O/e0.json $O/q1.json --json $O/m.json
+eval_merge_other_data      | eval     | --merge: shards of a folder and of its copy (new file times) | eval_shards eval_shard_copied_data | 1 | shard result '.*d1\.json': expected the run of shard result '.*e0\.json' \(data_fingerprint "[0-9a-f]{64}"\), found data_fingerprint | $O/m.json | dfq eval --merge $O/e0.json $O/d1.json --json $O/m.json
+eval_merge_other_preprocessing | eval | --merge: shards with different --mean | eval_shards eval_shard_other_mean | 1 | shard result '.*mean1\.json': expected the run of shard result '.*e0\.json' \(preprocess .*\), found preprocess | $O/m.json | dfq eval --merge $O/e0.json $O/mean1.json --json $O/m.json
+eval_merge_not_a_shard     | eval     | --merge: an unsharded --json    | eval_shards eval_plain_json | 1 | shard result '.*plain\.json': expected the JSON dfq eval --shard --json writes, found .*key 'shard' not found | $O/m.json | dfq eval --merge $O/e0.json $O/plain.json --json $O/m.json
+eval_merge_json_is_shard   | eval     | --merge --json: one of the shard results (kept intact) | eval_shards | 1 | --json '.*e0\.json': expected a file other than --merge, found the same file | - | dfq eval --merge $O/e0.json $O/e1.json --json $O/e0.json
+eval_merge_with_option     | eval     | --merge with --data             | eval_shards        | 1 | --data: expected an option of a single run \(--merge takes the evaluation options from the shard results\) | $O/m.json | dfq eval --merge $O/e0.json $O/e1.json --data $D --json $O/m.json
 # --- dfq export ---------------------------------------------------------------------------------------------------------
 export_qmodel_corrupted    | export   | --qmodel: one byte flipped      | corrupted_qmodel   | 1 | quantized model '.*flip\.dfq': expected an intact file \(CRC-32 match\) | $O/m.onnx | dfq export --qmodel $T/flip.dfq --out $O/m.onnx
 export_qmodel_truncated    | export   | --qmodel: first half of a .dfq  | truncated_qmodel   | 1 | quantized model '.*cut\.dfq': expected an intact file | $O/m.onnx | dfq export --qmodel $T/cut.dfq --out $O/m.onnx
@@ -286,6 +319,35 @@ fx_zero_synth_set() { mkdir -p "$T/set"; : >"$T/set/images.pt"; }
 fx_rgb_synth_set() {  # a real synth output, of a 3-channel 8x8 model
   "$dfq_bin" synth --model "$models/conv_bn.pt" --input-size 8x8 --labels none --count 2 --batch 2 --iters 1 \
     --quiet --out "$T/rgbset" >/dev/null || { echo "fixture rgb_synth_set: dfq synth failed" >&2; exit 2; }
+}
+# synth_shard DIR I/N [options]: a shard of a tiny direct run (4 images, batches of 2).
+synth_shard() {
+  local dir="$1" shard="$2"; shift 2
+  "$dfq_bin" synth --model "$M" --preset fashion-mnist --count 4 --batch 2 --iters 1 --quiet --shard "$shard" \
+    --out "$dir" "$@" >/dev/null || { echo "fixture: dfq synth --shard $shard failed" >&2; exit 2; }
+}
+fx_synth_shards() { synth_shard "$O/sh0" 0/2; synth_shard "$O/sh1" 1/2; cp -r "$O/sh1" "$O/sh1b"; }
+fx_synth_shard_seed1() { synth_shard "$O/seed1" 1/2 --seed 1; }
+fx_synth_shard_other_model() {  # shard 1/2 of the same count and batches, on a 3-channel 8x8 model
+  "$dfq_bin" synth --model "$models/conv_bn.pt" --input-size 8x8 --labels none --count 4 --batch 2 --iters 1 --quiet \
+    --shard 1/2 --out "$O/othermodel" >/dev/null || { echo "fixture synth_shard_other_model failed" >&2; exit 2; }
+}
+# eval_shard FILE I/N [options]: a shard result of the embedded model on the fixture folder (20 images).
+eval_shard() {
+  local file="$1" shard="$2"; shift 2
+  "$dfq_bin" eval --preset fashion-mnist --quiet --shard "$shard" --json "$file" "$@" >/dev/null ||
+    { echo "fixture: dfq eval --shard $shard failed" >&2; exit 2; }
+}
+fx_eval_shards() {
+  fx_data; eval_shard "$O/e0.json" 0/2 --model "$M" --data "$D"; eval_shard "$O/e1.json" 1/2 --model "$M" --data "$D"
+  cp "$O/e1.json" "$O/e1b.json"
+}
+fx_eval_shard_qmodel() { fx_qmodel; eval_shard "$O/q1.json" 1/2 --qmodel "$T/q.dfq" --data "$D"; }
+fx_eval_shard_copied_data() { cp -r "$D" "$T/copy"; eval_shard "$O/d1.json" 1/2 --model "$M" --data "$T/copy"; }
+fx_eval_shard_other_mean() { eval_shard "$O/mean1.json" 1/2 --model "$M" --data "$D" --mean 0.3; }
+fx_eval_plain_json() {
+  "$dfq_bin" eval --model "$M" --data "$D" --preset fashion-mnist --quiet --json "$O/plain.json" >/dev/null ||
+    { echo "fixture eval_plain_json failed" >&2; exit 2; }
 }
 fx_previous_synth() {  # an earlier, complete synth output in $O/prev, which a failed run must keep
   "$dfq_bin" synth --model "$M" --preset fashion-mnist --count 2 --batch 2 --iters 1 --quiet --dump-png \

@@ -268,6 +268,41 @@ TEST(DirectSynth, SameSeedSameImagesBitForBit) {
   EXPECT_FALSE(at::equal(a.images, c.images));
 }
 
+// dfq synth --shard: batch k depends only on (options, k), so shards computed
+// separately are slices of the whole set, bit for bit, with the same BN losses.
+TEST(DirectSynth, ShardsAreSlicesOfTheWholeSetBitForBit) {
+  Graph graph = import_torchscript(kModel);
+  const Preprocess pre = preset("fashion-mnist");
+  DirectOptions o = small_direct(7);
+  o.iterations = 4;
+  o.count = 12;
+  o.batch = 5;  // batches 0..4, 5..9, 10..11 (short)
+  SynthReport whole_report;
+  const SynthSet whole = synthesize_direct(graph, pre, 28, 28, o, whole_report);
+  ASSERT_EQ(whole_report.batch_losses.size(), 3u);
+  o.shard = Shard{1, 2};  // batch 1 only
+  SynthReport r1;
+  const SynthSet one = synthesize_direct(graph, pre, 28, 28, o, r1);
+  ASSERT_EQ(one.images.size(0), 5);
+  EXPECT_TRUE(at::equal(one.images, whole.images.narrow(0, 5, 5)));
+  EXPECT_TRUE(at::equal(one.labels, whole.labels.narrow(0, 5, 5)));
+  ASSERT_EQ(r1.batch_losses.size(), 1u);
+  EXPECT_EQ(r1.batch_losses[0].batch, 1);
+  EXPECT_EQ(r1.batch_losses[0].final_bn_loss, whole_report.batch_losses[1].final_bn_loss);
+  o.shard = Shard{0, 2};  // batches 0 and 2, the short one
+  SynthReport r0;
+  const SynthSet zero = synthesize_direct(graph, pre, 28, 28, o, r0);
+  ASSERT_EQ(zero.images.size(0), 7);
+  EXPECT_TRUE(at::equal(zero.images.narrow(0, 0, 5), whole.images.narrow(0, 0, 5)));
+  EXPECT_TRUE(at::equal(zero.images.narrow(0, 5, 2), whole.images.narrow(0, 10, 2)));
+  EXPECT_EQ(r0.loss_curve, whole_report.loss_curve);  // shard 0 holds batch 0
+  // Every batch has its own generator: no two batches start from the same noise.
+  EXPECT_NE(direct_batch_seed(7, 0), direct_batch_seed(7, 1));
+  EXPECT_NE(direct_batch_seed(7, 0), direct_batch_seed(8, 0));
+  o.shard = Shard{0, 4};  // more shards than batches
+  EXPECT_NE(error_of([&] { synthesize_direct(graph, pre, 28, 28, o, r0); }).find("--shard 0/4"), std::string::npos);
+}
+
 TEST(DirectSynth, RefusesBadOptions) {
   Graph graph = import_torchscript(kModel);
   const Preprocess pre = preset("fashion-mnist");

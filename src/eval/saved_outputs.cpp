@@ -26,6 +26,7 @@ EvaluatedImages evaluated_images(const ImageFolder& folder, const std::vector<in
     const ImageEntry& entry = folder.images[i];
     if (left_out.count(entry.path)) continue;
     images.labels.push_back(outputs.at(static_cast<size_t>(entry.label)));
+    images.indices.push_back(static_cast<int64_t>(i));
     images.paths.push_back(fs::path(entry.path).lexically_relative(folder.root).generic_string());
   }
   return images;
@@ -117,23 +118,36 @@ void OutputRecorder::write_inputs(const std::string& data_file, const std::strin
   write_file(json_file, index.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
 }
 
-void OutputRecorder::write_predictions(const std::string& file, const EvaluatedImages& images,
-                                       const std::string& subject) const {
+std::string predictions_csv(const std::vector<PredictionRow>& rows) {
+  std::string csv = "path,label,prediction,top5\n";
+  for (const PredictionRow& r : rows) {
+    csv += csv_field(r.path) + ',' + std::to_string(r.label) + ',' + std::to_string(r.top.at(0)) + ',';
+    for (size_t j = 0; j < r.top.size(); ++j) csv += (j ? " " : "") + std::to_string(r.top[j]);
+    csv += '\n';
+  }
+  return csv;
+}
+
+std::vector<PredictionRow> OutputRecorder::prediction_rows(const EvaluatedImages& images,
+                                                           const std::string& subject) const {
   check_images(images, subject);
   if (!keep_.ranking) fail(subject, "a recorder that kept the ranking of outputs", "one that did not");
-  std::string csv = "path,label,prediction,top5\n";
+  std::vector<PredictionRow> rows;
+  rows.reserve(images.paths.size());
   size_t image = 0;
   for (const at::Tensor& ranked : ranking_) {
     const int64_t k = ranked.size(1);
     const int64_t* row = ranked.data_ptr<int64_t>();
-    for (int64_t i = 0; i < ranked.size(0); ++i, ++image, row += k) {
-      csv += csv_field(images.paths[image]) + ',' + std::to_string(images.labels[image]) + ',' +
-             std::to_string(row[0]) + ',';
-      for (int64_t j = 0; j < k; ++j) csv += (j ? " " : "") + std::to_string(row[j]);
-      csv += '\n';
-    }
+    for (int64_t i = 0; i < ranked.size(0); ++i, ++image, row += k)
+      rows.push_back({images.indices.empty() ? static_cast<int64_t>(image) : images.indices[image], images.paths[image],
+                      images.labels[image], std::vector<int64_t>(row, row + k)});
   }
-  write_file(file, csv);
+  return rows;
+}
+
+void OutputRecorder::write_predictions(const std::string& file, const EvaluatedImages& images,
+                                       const std::string& subject) const {
+  write_file(file, predictions_csv(prediction_rows(images, subject)));
 }
 
 }  // namespace dfq

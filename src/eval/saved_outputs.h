@@ -20,6 +20,7 @@ namespace dfq {
 struct EvaluatedImages {
   std::vector<std::string> paths;  // relative to folder.root, forward slashes
   std::vector<int64_t> labels;     // model output index, outputs[folder label]: what top-1 is scored against
+  std::vector<int64_t> indices;    // position in folder.images (scan order)
 };
 EvaluatedImages evaluated_images(const ImageFolder& folder, const std::vector<int64_t>& outputs, int64_t limit,
                                  const std::vector<std::string>& skipped);
@@ -27,6 +28,17 @@ EvaluatedImages evaluated_images(const ImageFolder& folder, const std::vector<in
 // `field` as one CSV field (RFC 4180): in double quotes with every quote doubled
 // when it holds a comma, a double quote, CR or LF; unchanged otherwise.
 std::string csv_field(const std::string& field);
+
+// One row of --predictions: an image, its label and the model's best outputs.
+struct PredictionRow {
+  int64_t index = 0;         // position in the folder's scan order
+  std::string path;          // relative to the folder
+  int64_t label = 0;         // output index top-1 is scored against
+  std::vector<int64_t> top;  // the min(5, K) best outputs, best first; top[0] is the prediction
+};
+
+// The --predictions CSV of `rows`, in their order (format: write_predictions).
+std::string predictions_csv(const std::vector<PredictionRow>& rows);
 
 // Wraps a BatchModel so that, per call and in call order, what the requested
 // outputs need is kept; copies, because the batch loader reuses its buffers.
@@ -70,6 +82,9 @@ class OutputRecorder {
   // the min(5, K) top-ranked outputs best first, separated by single spaces.
   // The prediction is the one evaluate() scores top-1 with. Needs the ranking.
   void write_predictions(const std::string& file, const EvaluatedImages& images, const std::string& subject) const;
+
+  // The rows write_predictions writes, for a shard result (eval/shards.h). Needs the ranking.
+  std::vector<PredictionRow> prediction_rows(const EvaluatedImages& images, const std::string& subject) const;
 
  private:
   void check_images(const EvaluatedImages& images, const std::string& subject) const;

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/graph.h"
+#include "core/shard.h"
 #include "eval/preprocess.h"
 #include "synth/bn_loss.h"
 #include "synth/synth_set.h"
@@ -23,13 +24,25 @@ struct DirectOptions {
   bool flip = true;          // random horizontal flip per step
   BnLossOptions bn;
   uint64_t seed = 0;
+  Shard shard;               // compute only the batches k with k mod shard.count == shard.index
   bool quiet = false;
 };
+
+// Batch k holds images k * batch .. min((k + 1) * batch, count) - 1 and draws
+// all its randomness (initial noise, jitter, flips) from one generator seeded
+// with direct_batch_seed(seed, k). Nothing else carries from batch to batch
+// (each has its own Adam state; the BN loss is reset every step), so a batch's
+// images depend only on (options, k, thread count, CPU), and any subset of the
+// batches can be computed separately: the basis of dfq synth --shard.
+uint64_t direct_batch_seed(uint64_t seed, int64_t batch);
+int64_t direct_batches(const DirectOptions& options);  // ceil(count / batch)
 
 // Runs direct synthesis for a graph with BN layers. Images start as Gaussian
 // noise in the normalized space and are kept inside the valid pixel range
 // ([0, 1] before normalization by `pre`) after every step. Deterministic for a
 // given seed and thread count. Progress (batch, step, loss, ETA) on stderr.
+// With a shard, the set holds the shard's batches only, in batch order, and the
+// report's first-batch figures (initial loss, curve) are of its first batch.
 SynthSet synthesize_direct(const Graph& graph, const Preprocess& pre, int64_t height, int64_t width,
                            const DirectOptions& options, SynthReport& report);
 

@@ -23,6 +23,19 @@ LabelMode parse_label_mode(const std::string& text) {
 
 const char* to_string(LabelMode mode) { return mode == LabelMode::kBalanced ? "balanced" : "none"; }
 
+void average_batch_losses(SynthReport& report) {
+  const double n = static_cast<double>(report.batch_losses.size());
+  report.final_bn_loss = 0.0;
+  report.final_bn_loss_per_layer.assign(report.bn_layers.size(), 0.0);
+  for (const BatchLoss& b : report.batch_losses) {
+    if (b.per_layer.size() != report.bn_layers.size())
+      fail("batch " + std::to_string(b.batch) + " BN losses", std::to_string(report.bn_layers.size()) + " layers",
+           std::to_string(b.per_layer.size()));
+    report.final_bn_loss += b.final_bn_loss / n;
+    for (size_t l = 0; l < b.per_layer.size(); ++l) report.final_bn_loss_per_layer[l] += b.per_layer[l] / n;
+  }
+}
+
 void save_synth_set(const SynthSet& set, const std::string& path) {
   c10::Dict<std::string, at::Tensor> dict;
   dict.insert("images", set.images.contiguous());

@@ -22,6 +22,13 @@ struct SynthSet {
   at::Tensor labels;  // count int64 target labels, -1 when there are none
 };
 
+// The BN loss of the final images of one direct-synthesis batch.
+struct BatchLoss {
+  int64_t batch = 0;               // batch k holds images k * batch size ..
+  double final_bn_loss = 0.0;
+  std::vector<double> per_layer;   // in the order of SynthReport::bn_layers
+};
+
 // What one synthesis run measured, for the JSON report and the HTML plots.
 struct SynthReport {
   std::string method;
@@ -34,7 +41,16 @@ struct SynthReport {
   std::vector<std::string> bn_layers;
   std::vector<double> final_bn_loss_per_layer;
   std::vector<double> loss_curve;     // BN loss per step of the first batch (direct) or per step (generator)
+  int64_t image_iterations = 0;       // images x optimizer steps, over all batches
+  // Direct: one entry per batch computed, in batch order; merging the shards
+  // of a run (dfq synth --merge) recomputes the averages from them.
+  std::vector<BatchLoss> batch_losses;
 };
+
+// Sets final_bn_loss and final_bn_loss_per_layer to the mean over
+// report.batch_losses, summed in their order: one formula for a whole run and
+// for merged shards, so both give the same bits.
+void average_batch_losses(SynthReport& report);
 
 // Writes images and labels with torch::pickle_save as a dict {"images", "labels"}
 // (Python: torch.load(path)); atomically. Reads it back, validating shapes.
