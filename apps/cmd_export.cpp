@@ -37,7 +37,7 @@ int run_export(int argc, char** argv) {
       ("qmodel", po::value(&qmodel)->required(), "quantized model from dfq quantize (.dfq)")
       ("out", po::value(&out)->required(), "ONNX file to write")
       ("opset", po::value(&options.opset)->default_value(options.opset),
-       "17: int8/uint8 Q/DQ, checked with onnx::checker | 21: also INT4/UINT4 for <= 4-bit weights and points")
+       "17: int8/uint8 Q/DQ, checked with onnx::checker | 21: also packed INT4 for <= 4-bit weights")
       ("input-size", po::value(&input_size),
        "input height x width, e.g. 32x32 (default: the size the model was calibrated at, recorded in the .dfq)")
       ("quiet", po::bool_switch(&quiet), "print nothing but errors");

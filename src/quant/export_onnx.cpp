@@ -14,7 +14,6 @@
 #include "core/error.h"
 #include "core/execute.h"
 #include "core/onnx_call.h"
-#include "core/passes.h"
 #include "core/version.h"
 #include "quant/simulate.h"
 
@@ -126,28 +125,19 @@ class Builder {
   std::set<std::string> names_;
 };
 
-// QuantizeLinear -> (Clip) -> DequantizeLinear of value `x` at a point; in
-// an 8-bit type even at opset 21 unless `four_bit_type`.
-std::string quantization_point(Builder& b, const std::string& base, const std::string& x, const ActivationQuant& a,
-                               bool four_bit_type) {
-  const IntType type = int_type(a.range, four_bit_type ? b.opset() : 17);
+// QuantizeLinear -> (Clip) -> DequantizeLinear of value `x` at a point, in
+// uint8/int8 at every opset (see export_onnx.h for why not 4-bit types).
+std::string quantization_point(Builder& b, const std::string& base, const std::string& x, const ActivationQuant& a) {
+  const IntType type = int_type(a.range, 17);
   const float scale = static_cast<float>(a.scale);
   const std::string s = b.floats(base + "/scale", {}, {scale});
   const std::string zero = b.integers(base + "/zero_point", type.onnx, {}, {0});
   const int64_t qmin = a.range.qmin(), qmax = a.range.qmax();
-  const bool narrower = qmin > type.lo || qmax < type.hi;
-  const bool four = type.onnx == kInt4 || type.onnx == kUInt4;
   std::string q = b.node(base, "QuantizeLinear", {x, s, zero}, {})[0];
-  if (narrower && !four)
+  if (qmin > type.lo || qmax < type.hi)
     q = b.node(base, "Clip", {q, b.integers(base + "/qmin", type.onnx, {}, {qmin}),
                               b.integers(base + "/qmax", type.onnx, {}, {qmax})}, {})[0];
-  const std::string y = b.node(base, "DequantizeLinear", {q, s, zero}, {})[0];
-  if (!(narrower && four)) return y;
-  // No Clip takes 4-bit integers: clip the dequantized value to the levels'
-  // values (the same float products DequantizeLinear computes). Not before the
-  // QuantizeLinear: ONNX Runtime 1.22's Clip/Quantize fusion fails on 4-bit types.
-  return b.node(base, "Clip", {y, b.floats(base + "/lo", {}, {static_cast<float>(qmin) * scale}),
-                               b.floats(base + "/hi", {}, {static_cast<float>(qmax) * scale})}, {})[0];
+  return b.node(base, "DequantizeLinear", {q, s, zero}, {})[0];
 }
 
 // DequantizeLinear of one integer weight tensor, per output channel.
@@ -261,32 +251,6 @@ class ExportCall : public OnnxCall {
 
 namespace {
 
-// Workarounds for ONNX Runtime 1.22 on 4-bit points at opset 21 (the files
-// are valid ONNX either way; ORT refuses to load them otherwise):
-//  - its Clip/QuantizeLinear fusion throws on a 4-bit zero point, so a clamp
-//    (ReLU, ReLU6) whose bounds the point's grid implies (lo <= qmin * s,
-//    hi >= qmax * s: saturation does the clamping) is not written, and one
-//    whose bounds it does not imply keeps an 8-bit type;
-//  - it moves Q/DQ pairs across MaxPool (and Reshape, Transpose, Slice), then
-//    has no 4-bit MaxPool kernel, so a point that reaches a max pool through
-//    data movement keeps an 8-bit type (uint8/int8 with dfq's levels);
-//  - with a 4-bit point read by two nodes (a residual block's input: the
-//    convolution and the add) it computes wrong values (1.22 and 1.23; heap
-//    corruption with memory patterns off), so such a point keeps an 8-bit type.
-bool clamp_implied(const Node& n, const ActivationQuant& a) {
-  const auto [lo, hi] = n.op->bounds(n);
-  return lo <= static_cast<double>(a.range.qmin()) * a.scale && hi >= static_cast<double>(a.range.qmax()) * a.scale;
-}
-
-bool reaches_max_pool(const Graph& g, int id) {
-  for (const Node& reader : g.nodes) {
-    if (std::find(reader.inputs.begin(), reader.inputs.end(), id) == reader.inputs.end()) continue;
-    if (std::string(reader.op->name) == "max_pool2d") return true;
-    if (reader.op->role == QuantRole::kExact && reaches_max_pool(g, reader.id)) return true;
-  }
-  return false;
-}
-
 std::vector<std::vector<int64_t>> static_shapes(const QuantizedModel& model, int64_t h, int64_t w) {
   c10::InferenceMode guard;
   ShapeRecorder recorder(model.graph.nodes.size());
@@ -345,17 +309,9 @@ void write_graph(onnx::GraphProto& g, const QuantizedModel& model, const std::ve
   Builder builder(g, opset);
   ExportState state{model, activation_points(model.graph), shapes, {}, builder};
   state.values.resize(model.graph.nodes.size());
-  const std::vector<int> readers = readers_of(model.graph).count;
   for (const Node& n : model.graph.nodes) {
-    const auto point = model.activations.find(n.id);
-    const bool four = point != model.activations.end() && opset >= 21 && point->second.range.bits <= 4;
-    const bool clamp = four && n.op->role == QuantRole::kClamp;  // see above
-    const bool four_bit_type = four && !reaches_max_pool(model.graph, n.id) && readers[static_cast<size_t>(n.id)] == 1 &&
-                               (!clamp || clamp_implied(n, point->second));
     std::string value;
-    if (clamp && four_bit_type) {
-      value = state.values[static_cast<size_t>(n.inputs[0])];  // the point's saturation clamps
-    } else if (n.op == Op::Input) {
+    if (n.op == Op::Input) {
       value = builder.fresh("input");
       set_tensor_type(*g.add_input(), value, shapes[0]);
     } else {
@@ -366,8 +322,8 @@ void write_graph(onnx::GraphProto& g, const QuantizedModel& model, const std::ve
       if (call.result().empty()) call.unsupported("its export wrote no node");
       value = call.result();
     }
-    if (point != model.activations.end())
-      value = quantization_point(builder, n.name, value, point->second, four_bit_type);
+    const auto point = model.activations.find(n.id);
+    if (point != model.activations.end()) value = quantization_point(builder, n.name, value, point->second);
     state.values[static_cast<size_t>(n.id)] = value;
   }
   const std::string output = builder.fresh("logits");
@@ -381,7 +337,7 @@ void write_graph(onnx::GraphProto& g, const QuantizedModel& model, const std::ve
 
 std::string export_onnx(const QuantizedModel& model, const OnnxExportOptions& options) {
   if (options.opset != 17 && options.opset != 21)
-    fail("opset", "17 (int8/uint8 Q/DQ) or 21 (also INT4/UINT4)", std::to_string(options.opset));
+    fail("opset", "17 (int8/uint8 Q/DQ) or 21 (also packed INT4 weights)", std::to_string(options.opset));
   const std::vector<int64_t> size = options.input_size.empty() ? model.config.input_size : options.input_size;
   if (size.size() != 2 || size[0] < 1 || size[1] < 1)
     fail("input size", "H and W of the images the model takes (given, or recorded by dfq quantize)",

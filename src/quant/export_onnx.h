@@ -22,9 +22,13 @@
 //
 // Opset 17 (the default): IR 8, checked with onnx::checker before it is
 // returned. Opset 21: IR 10; weights of <= 4 bits as packed INT4 initializers
-// and points of <= 4 bits as UINT4/INT4 QuantizeLinear (a signed point's Clip
-// is on the dequantized float: there is no 4-bit Clip); onnx 1.12's checker
-// does not know these types, so such files are checked by running them.
+// (onnx 1.12's checker does not know the type: such files are checked by
+// running them). Activations stay uint8/int8 at opset 21 too, their Clip
+// keeping a 4-bit point's 16 (15) levels: with UINT4/INT4 points, ONNX
+// Runtime 1.22 and 1.23 failed to load some files (its Clip/Quantize fusion
+// and Q/DQ propagation across MaxPool throw on 4-bit types) and computed
+// others wrongly (ResNet-20 W4A4: top-1 44 % against the simulated 79 %, also
+// with graph optimizations off), so dfq does not write them.
 //
 // The input is N x C x H x W float (the normalized image), N symbolic, H and W
 // fixed at the size the model is exported for; the output is the float logits.
