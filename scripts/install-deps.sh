@@ -15,6 +15,7 @@ packages=(
   dataset-fashion-mnist
   gnuplot-nox  # dfq report: the plots, rendered as inline SVG
   chromium  # tests/report_browser_test.sh: the report checked in headless Chromium
+  python3-onnx python3-numpy  # tests/ort_tools_test.sh builds its ONNX models and expected outputs with them
 )
 
 bash "$(dirname "$0")/apt-install.sh" "install-deps" "${packages[@]}"
