@@ -50,13 +50,10 @@ class OnnxCall {
   virtual std::string ints(const std::vector<int64_t>& values) = 0;  // int64 1-D
   virtual std::string real(double value) = 0;                        // float32 scalar
 
-  // Appends a node; returns the name of its (first) output. The last value
-  // appended is the node's result unless result() names another.
+  // Appends a node of one output and returns its name; the last node
+  // appended is the dfq node's result.
   virtual std::string add(const std::string& op_type, const std::vector<std::string>& inputs,
-                          const std::vector<OnnxAttr>& attrs = {}, int outputs = 1) = 0;
-  virtual void result(const std::string& value) = 0;
-  // The names of the outputs of the last node add() appended (multi-output ops).
-  virtual std::vector<std::string> last_outputs() const = 0;
+                          const std::vector<OnnxAttr>& attrs = {}) = 0;
 
   // Throws dfq::Error naming the node and op: "expected an op ONNX can express, found <why>".
   [[noreturn]] virtual void unsupported(const std::string& why) = 0;

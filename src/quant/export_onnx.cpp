@@ -5,7 +5,6 @@
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -85,19 +84,16 @@ class Builder {
     return initializer(base, TensorProto::FLOAT, dims,
                        std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
   }
-  // Appends a node named after `base`; returns its output names.
-  std::vector<std::string> node(const std::string& base, const std::string& op_type,
-                                const std::vector<std::string>& inputs, const std::vector<OnnxAttr>& attrs,
-                                int outputs = 1) {
+  // Appends a node of one output named after `base`; returns the output's name.
+  std::string node(const std::string& base, const std::string& op_type, const std::vector<std::string>& inputs,
+                   const std::vector<OnnxAttr>& attrs) {
     onnx::NodeProto* n = graph_.add_node();
     n->set_op_type(op_type);
     n->set_name(fresh(base + "/" + op_type + "#node"));
     for (const std::string& in : inputs) n->add_input(in);
-    std::vector<std::string> out;
-    for (int k = 0; k < outputs; ++k) out.push_back(fresh(base + "/" + op_type));
-    for (const std::string& o : out) n->add_output(o);
+    n->add_output(fresh(base + "/" + op_type));
     for (const OnnxAttr& a : attrs) set_attribute(*n->add_attribute(), a);
-    return out;
+    return n->output(0);
   }
 
  private:
@@ -133,11 +129,11 @@ std::string quantization_point(Builder& b, const std::string& base, const std::s
   const std::string s = b.floats(base + "/scale", {}, {scale});
   const std::string zero = b.integers(base + "/zero_point", type.onnx, {}, {0});
   const int64_t qmin = a.range.qmin(), qmax = a.range.qmax();
-  std::string q = b.node(base, "QuantizeLinear", {x, s, zero}, {})[0];
+  std::string q = b.node(base, "QuantizeLinear", {x, s, zero}, {});
   if (qmin > type.lo || qmax < type.hi)
     q = b.node(base, "Clip", {q, b.integers(base + "/qmin", type.onnx, {}, {qmin}),
-                              b.integers(base + "/qmax", type.onnx, {}, {qmax})}, {})[0];
-  return b.node(base, "DequantizeLinear", {q, s, zero}, {})[0];
+                              b.integers(base + "/qmax", type.onnx, {}, {qmax})}, {});
+  return b.node(base, "DequantizeLinear", {q, s, zero}, {});
 }
 
 // DequantizeLinear of one integer weight tensor, per output channel.
@@ -148,7 +144,7 @@ std::string dequantized(Builder& b, const std::string& base, const at::Tensor& q
   const std::string values = b.integers(base, type.onnx, q.sizes().vec(), to_int64(q));
   const std::string s = b.floats(base + "_scale", {out}, scale);
   const std::string zero = b.integers(base + "_zero_point", type.onnx, {out}, std::vector<int64_t>(out, 0));
-  return b.node(base, "DequantizeLinear", {values, s, zero}, {OnnxAttr::i("axis", 0)})[0];
+  return b.node(base, "DequantizeLinear", {values, s, zero}, {OnnxAttr::i("axis", 0)});
 }
 
 std::string weight_value(Builder& b, const Node& n, const WeightQuant& w) {
@@ -162,7 +158,7 @@ std::string weight_value(Builder& b, const Node& n, const WeightQuant& w) {
   QuantRange range = w.range;
   range.bits = 8;  // the residual's integers: stored as int8 (their bits are not recorded per tensor)
   const std::string residual = dequantized(b, n.name + ".weight_residual", w.residual, range, residual_scale, false);
-  return b.node(n.name + ".weight", "Add", {value, residual}, {})[0];
+  return b.node(n.name + ".weight", "Add", {value, residual}, {});
 }
 
 // The bias as dfq's engines add it: integers in units of s_in * s_w[o].
@@ -182,7 +178,7 @@ std::string bias_value(Builder& b, const Node& n, const WeightQuant& w, double i
   const std::string values = b.integers(n.name + ".bias", TensorProto::INT32, {out}, integers);
   const std::string s = b.floats(n.name + ".bias_scale", {out}, unit);
   const std::string zero = b.integers(n.name + ".bias_zero_point", TensorProto::INT32, {out}, std::vector<int64_t>(out, 0));
-  return b.node(n.name + ".bias", "DequantizeLinear", {values, s, zero}, {OnnxAttr::i("axis", 0)})[0];
+  return b.node(n.name + ".bias", "DequantizeLinear", {values, s, zero}, {OnnxAttr::i("axis", 0)});
 }
 
 // Shapes of every node's output for a batch of one at `size`.
@@ -228,13 +224,10 @@ class ExportCall : public OnnxCall {
   }
   std::string real(double v) override { return s_.builder.floats(n_.name + "/const", {}, {static_cast<float>(v)}); }
   std::string add(const std::string& op_type, const std::vector<std::string>& inputs,
-                  const std::vector<OnnxAttr>& attrs, int outputs) override {
-    last_ = s_.builder.node(n_.name, op_type, inputs, attrs, outputs);
-    result_ = last_[0];
+                  const std::vector<OnnxAttr>& attrs) override {
+    result_ = s_.builder.node(n_.name, op_type, inputs, attrs);
     return result_;
   }
-  void result(const std::string& value) override { result_ = value; }
-  std::vector<std::string> last_outputs() const override { return last_; }
   [[noreturn]] void unsupported(const std::string& why) override {
     fail("node '" + n_.name + "' (" + op_name(n_.op) + ")", "an op ONNX can express exactly", why);
   }
@@ -243,7 +236,6 @@ class ExportCall : public OnnxCall {
  private:
   ExportState& s_;
   const Node& n_;
-  std::vector<std::string> last_;
   std::string result_;
 };
 
