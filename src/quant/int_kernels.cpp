@@ -18,9 +18,11 @@
 //    int32; a layer whose single input channel exceeds it (kernels over 518
 //    taps) runs the avx2 path (or, without AVX2, the portable loop).
 // Weights of <= 4 bits may be kept packed (WeightStorage::kPacked4): then the
-// only resident copy is the nibbles, and each call unpacks them (and, for
-// oneDNN, reorders them into the primitive's blocked layout) into temporaries
-// freed when it returns; the products are the same, so the accumulators are.
+// stored copy is the nibbles, and each call of the oneDNN and portable paths
+// unpacks them (oneDNN: also reorders them into the primitive's blocked
+// layout) into temporaries freed when it returns; the avx2 path packs them
+// once into its own layout and keeps it (one byte per weight; see
+// avx2_weights()). The products are the same, so the accumulators are.
 // Without VNNI, kFast runs dfq's AVX2 kernels (int_kernels_avx2.cpp, exact by
 // construction: see there) when the CPU has AVX2, else the portable loop: an
 // nhwc patch per output pixel times int16 weight rows (pmaddwd dot products,
@@ -335,6 +337,7 @@ class IntKernelImpl {
         packed_(storage == WeightStorage::kPacked4) {
     const at::Tensor w = weight.contiguous();
     stored_ = packed_ ? pack_int4(w) : w;
+    max_abs_ = w.numel() > 0 ? w.abs().max().item<int64_t>() : 0;
     if (fast_) current_path();  // a bad DFQ_INT_KERNELS fails here, not inside a call
     if (fast_ && fast_int_kernels_available())
       for (const auto& [begin, end] : float_exact_chunks(w)) chunks_.push_back(Chunk{begin, end, {}});
@@ -412,17 +415,20 @@ class IntKernelImpl {
     return rows_;
   }
 
-  // The avx2 path's packed weights: made once and kept for unpacked weights,
-  // made per call for packed ones.
+  // The avx2 path's packed weights, made once and kept, for packed weights
+  // too: the engine calls a kernel per slice of a few images
+  // (IntegerEngine::kImagesPerSlice), and repacking the nibbles at every call
+  // cost more than a tenth of ResNet-20 W4A4's time (results/int_kernel_paths.md).
   std::shared_ptr<const avx2::PackedWeights> avx2_weights() const {
-    auto make = [&] {
-      const at::Tensor w = weights();
-      return std::make_shared<const avx2::PackedWeights>(
-          avx2::pack(w.data_ptr<int8_t>(), shape_[0], shape_[1], shape_[2], shape_[3], geometry_.groups));
-    };
-    if (packed_) return make();
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!avx2_) avx2_ = make();
+    if (!avx2_) {
+      avx2_ = packed_ ? std::make_shared<const avx2::PackedWeights>(
+                            avx2::pack_int4(stored_.data_ptr<uint8_t>(), shape_[0], shape_[1], shape_[2], shape_[3],
+                                            geometry_.groups, max_abs_))
+                      : std::make_shared<const avx2::PackedWeights>(
+                            avx2::pack(stored_.data_ptr<int8_t>(), shape_[0], shape_[1], shape_[2], shape_[3],
+                                       geometry_.groups));
+    }
     return avx2_;
   }
 
@@ -580,8 +586,9 @@ class IntKernelImpl {
   IntConvGeometry geometry_;
   bool linear_, fast_, packed_;
   at::Tensor stored_;                    // int8 [O, Cg, KH, KW] contiguous, or its pack_int4 bytes
+  int64_t max_abs_ = 0;                  // largest |weight|: the avx2 packing scheme of packed weights
   mutable at::Tensor rows_;              // kFast portable loop, unpacked weights: int16 [O, KH, KW, Cg] once used
-  mutable std::shared_ptr<const avx2::PackedWeights> avx2_;  // kFast avx2 path, unpacked weights: once used
+  mutable std::shared_ptr<const avx2::PackedWeights> avx2_;  // kFast avx2 path: once used
   mutable std::vector<Chunk> chunks_;    // kFast on oneDNN; empty otherwise (mutex_ guards `reordered`)
   mutable std::mutex mutex_;
   mutable std::map<PlanKey, std::shared_ptr<const Plan>> plans_;

@@ -36,12 +36,14 @@ struct IntConvGeometry {
 enum class IntKernel { kReference, kFast };
 
 // How a prepared kernel keeps its weights between calls. kPacked4 (weights of
-// <= 4 bits, values in [-8, 7]) keeps only the packed nibbles of packing.h and
+// <= 4 bits, values in [-8, 7]) stores the packed nibbles of packing.h and
 // unpacks a layer's weights into a temporary for each call (for kFast, also
-// oneDNN's reorder into its blocked layout, or the avx2 or portable path's
-// packing), so the resident weight memory is half a byte per weight; kInt8
-// keeps int8 weights (kFast: and the copies its paths prepare on first use)
-// and prepares nothing per call.
+// oneDNN's reorder into its blocked layout, or the portable path's packing),
+// so the resident weight memory is half a byte per weight -- except on the
+// avx2 path, which keeps its own layout (one byte per weight) once used, as
+// repacking at every call costs too much time; kInt8 keeps int8 weights
+// (kFast: and the copies its paths prepare on first use) and prepares nothing
+// per call. weight_bytes() counts every copy.
 enum class WeightStorage { kInt8, kPacked4 };
 
 // A prepared integer 2-D convolution: sum over (c, kh, kw) of w * x, zero

@@ -79,7 +79,22 @@ int depth_for(int64_t max_abs, int64_t span) {
 // kBytes / kPairs: [G][blocks][KH][span][16 channels][k per step] with
 // k = kw * Cg + c in a kernel row, zero padded; kBytes also 128 * sum(w) per
 // output channel.
-void pack_gemm(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, PackedWeights& p) {
+// Weight i of [O, Cg, KH, KW], from int8 values or from the nibbles of
+// packing.h (value i in byte i / 2, low nibble first, sign-extended).
+struct Int8Weights {
+  const int8_t* w;
+  int8_t operator[](int64_t i) const { return w[i]; }
+};
+struct Int4Weights {
+  const uint8_t* nibbles;
+  int8_t operator[](int64_t i) const {
+    const uint8_t byte = nibbles[i >> 1];
+    return static_cast<int8_t>(static_cast<int8_t>(i & 1 ? byte : static_cast<uint8_t>(byte << 4)) >> 4);
+  }
+};
+
+template <class Weights>
+void pack_gemm(Weights w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, PackedWeights& p) {
   const int64_t Og = O / G;
   const bool bytes = p.scheme == Scheme::kBytes;
   const int64_t per_step = bytes ? 4 : 2;
@@ -93,27 +108,39 @@ void pack_gemm(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, i
   } else {
     p.pairs.assign(size, 0);
   }
+  // Per output channel and kernel row, the taps (kw, c) in row order fill a
+  // step's per_step bytes, then move on to the next step.
+  const int64_t KHW = KH * KW, lane_stride = kBlock * per_step;
   for (int64_t g = 0; g < G; ++g)
     for (int64_t i = 0; i < Og; ++i) {
       const int64_t o = g * Og + i, block = g * p.blocks + i / kBlock, lane = i % kBlock;
-      const int8_t* src = w + o * p.K;  // [Cg][KH][KW]
+      const int64_t src = o * p.K;  // [Cg][KH][KW]
       int64_t sum = 0;
-      for (int64_t c = 0; c < Cg; ++c)
-        for (int64_t kh = 0; kh < KH; ++kh)
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            const int8_t v = *src++;
-            const int64_t k = kw * Cg + c, step = kh * p.span + k / per_step;
-            const auto at = static_cast<size_t>(((block * p.steps + step) * kBlock + lane) * per_step + k % per_step);
-            if (bytes) p.bytes[at] = v;
-            else p.pairs[at] = v;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const auto first = static_cast<size_t>(((block * p.steps + kh * p.span) * kBlock + lane) * per_step);
+        int8_t* bytes_at = bytes ? p.bytes.data() + first : nullptr;
+        int16_t* pairs_at = bytes ? nullptr : p.pairs.data() + first;
+        int64_t j = 0;
+        for (int64_t kw = 0; kw < KW; ++kw)
+          for (int64_t c = 0; c < Cg; ++c) {
+            const int8_t v = w[src + c * KHW + kh * KW + kw];
+            if (bytes) bytes_at[j] = v;
+            else pairs_at[j] = v;
             sum += v;
+            if (++j == per_step) {
+              j = 0;
+              if (bytes) bytes_at += lane_stride;
+              else pairs_at += lane_stride;
+            }
           }
+      }
       if (bytes) p.shift[static_cast<size_t>(block * kBlock + lane)] = static_cast<int32_t>(128 * sum);
     }
 }
 
 // kDepthwise: [blocks][tap pairs][16 channels][2 taps], zero padded.
-void pack_depthwise(const int8_t* w, int64_t C, PackedWeights& p) {
+template <class Weights>
+void pack_depthwise(Weights w, int64_t C, PackedWeights& p) {
   p.steps = ceil_div(p.K, 2);
   p.blocks = ceil_div(C, kBlock);
   p.pairs.assign(static_cast<size_t>(p.blocks * p.steps * kBlock * 2), 0);
@@ -123,23 +150,35 @@ void pack_depthwise(const int8_t* w, int64_t C, PackedWeights& p) {
           w[c * p.K + t];
 }
 
-}  // namespace
-
-PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G) {
-  PackedWeights p;
+template <class Weights>
+void pack_into(Weights w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, int64_t max_abs, PackedWeights& p) {
   p.groups = G;
   p.K = KH * KW * Cg;
   p.KH = KH;
   if (Cg == 1 && O == G) {
     p.scheme = Scheme::kDepthwise;
     pack_depthwise(w, O, p);
-    return p;
+    return;
   }
-  int64_t max_abs = 0;
-  for (int64_t i = 0; i < O * p.K; ++i) max_abs = std::max<int64_t>(max_abs, std::abs(int{w[i]}));
   p.scheme = max_abs <= 64 ? Scheme::kBytes : Scheme::kPairs;
   pack_gemm(w, O, Cg, KH, KW, G, p);
   p.depth = depth_for(max_abs, p.span);
+}
+
+}  // namespace
+
+PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G) {
+  int64_t max_abs = 0;
+  for (int64_t i = 0; i < O * KH * KW * Cg; ++i) max_abs = std::max<int64_t>(max_abs, std::abs(int{w[i]}));
+  PackedWeights p;
+  pack_into(Int8Weights{w}, O, Cg, KH, KW, G, max_abs, p);
+  return p;
+}
+
+PackedWeights pack_int4(const uint8_t* nibbles, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G,
+                        int64_t max_abs) {
+  PackedWeights p;
+  pack_into(Int4Weights{nibbles}, O, Cg, KH, KW, G, max_abs, p);
   return p;
 }
 

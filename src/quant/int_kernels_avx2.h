@@ -47,6 +47,11 @@ struct PackedWeights {
 // convolution with G groups.
 PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G);
 
+// pack() of weights kept as the 4-bit nibbles of packing.h (values in [-8,
+// 7]; max_abs: their largest magnitude), without unpacking them first.
+PackedWeights pack_int4(const uint8_t* nibbles, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G,
+                        int64_t max_abs);
+
 // Output pixels per task of conv(): its gathered patches fill at most about 16 KiB.
 int64_t tile_pixels(const PackedWeights& packed);
 
