@@ -312,6 +312,26 @@ IntKernelPath parse_int_kernel_path(const std::string& value) {
 
 const char* int_kernel_path() { return int_kernel_path_name(current_path()); }
 
+LoopIsa int_loop_isa() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const LoopIsa best = __builtin_cpu_supports("x86-64-v4") ? LoopIsa::kAvx512
+                              : __builtin_cpu_supports("avx2")    ? LoopIsa::kAvx2
+                                                                  : LoopIsa::kBaseline;
+  static const bool environment_forces = [] {
+    const char* value = std::getenv("DFQ_INT_KERNELS");  // read once, as current_path() does
+    return value != nullptr && *value != '\0';
+  }();
+  if (forced_path.load() < 0 && !environment_forces) return best;
+  switch (current_path()) {
+    case IntKernelPath::kAvx2: return best == LoopIsa::kAvx512 ? LoopIsa::kAvx2 : best;
+    case IntKernelPath::kPortable: return LoopIsa::kBaseline;
+    default: return best;
+  }
+#else
+  return LoopIsa::kBaseline;  // integer_engine.cpp builds its loops for the baseline only here
+#endif
+}
+
 ScopedIntKernelPath::ScopedIntKernelPath(IntKernelPath path) : saved_(forced_path.load()) {
   if (!int_kernel_path_supported(path))
     fail("ScopedIntKernelPath", "a path this CPU supports (" + supported_list() + ")",

@@ -107,6 +107,14 @@ IntKernelPath parse_int_kernel_path(const std::string& value);
 // else portable.
 const char* int_kernel_path();
 
+// The instruction set of the integer engine's other vector loops
+// (requantization, residual adds; integer_engine.cpp): the best this CPU has
+// (kAvx512: x86-64-v4), lowered to kAvx2 while the avx2 path is forced and to
+// kBaseline while the portable path is (DFQ_INT_KERNELS, ScopedIntKernelPath),
+// so that a forced path runs what a CPU with nothing better runs.
+enum class LoopIsa { kAvx512, kAvx2, kBaseline };
+LoopIsa int_loop_isa();
+
 // For tests and measurements: forces kFast's path for every kernel (also ones
 // already made) while the object lives; restores the previous choice when
 // destroyed. Throws dfq::Error when the CPU cannot run `path`. Not meant to

@@ -62,12 +62,34 @@ struct ChannelRequant {
 int64_t max_abs(QuantRange r) { return std::max(std::abs(r.qmin()), std::abs(r.qmax())); }
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-// x86-64-v4 (AVX-512 with 64-bit multiplies) and AVX2 clones of the
-// requantization loops; the default clone runs anywhere.
-#define DFQ_INT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#define DFQ_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))  // AVX-512 with 64-bit multiplies
+#define DFQ_TARGET_AVX2 __attribute__((target("avx2")))
 #else
-#define DFQ_INT_CLONES
+#define DFQ_TARGET_AVX512
+#define DFQ_TARGET_AVX2
 #endif
+// name(isa, args...) runs body(args...) compiled for `isa` (int_loop_isa():
+// the CPU's best, or the forced kernel path's, so the tests run every build).
+// body is an always_inline template; the three builds are its instances.
+#define DFQ_LOOP_VARIANTS(name, body)                                                                     \
+  template <class... T>                                                                                   \
+  DFQ_TARGET_AVX512 void name##_avx512(const T&... a) {                                                   \
+    body(a...);                                                                                           \
+  }                                                                                                       \
+  template <class... T>                                                                                   \
+  DFQ_TARGET_AVX2 void name##_avx2(const T&... a) {                                                       \
+    body(a...);                                                                                           \
+  }                                                                                                       \
+  template <class... T>                                                                                   \
+  void name##_baseline(const T&... a) {                                                                   \
+    body(a...);                                                                                           \
+  }                                                                                                       \
+  template <class... T>                                                                                   \
+  void name(LoopIsa isa, const T&... a) {                                                                 \
+    if (isa == LoopIsa::kAvx512) name##_avx512(a...);                                                     \
+    else if (isa == LoopIsa::kAvx2) name##_avx2(a...);                                                    \
+    else name##_baseline(a...);                                                                           \
+  }
 
 // A span of whole pixels of a Conv2d/Linear (n <= the tiled constants'
 // length): out[i] = clamp(round((acc[i] [<< k[i] + acc2[i]] + bias[i]) * m[i] /
@@ -105,14 +127,7 @@ inline __attribute__((always_inline)) void requantize_row_body(const int32_t* __
     }
   }
 }
-DFQ_INT_CLONES void requantize_row(const int32_t* acc, const int32_t* acc_residual, int64_t channels,
-                                   const ChannelRequant& c, int64_t lo, int64_t hi, uint8_t* out, int64_t* trace) {
-  requantize_row_body(acc, acc_residual, channels, c, lo, hi, out, trace);
-}
-DFQ_INT_CLONES void requantize_row(const int32_t* acc, const int32_t* acc_residual, int64_t channels,
-                                   const ChannelRequant& c, int64_t lo, int64_t hi, int8_t* out, int64_t* trace) {
-  requantize_row_body(acc, acc_residual, channels, c, lo, hi, out, trace);
-}
+DFQ_LOOP_VARIANTS(requantize_row, requantize_row_body)
 
 // out[i] = clamp(round((a[i] m_a + b[i] m_b) / 2^s)), the integer residual add.
 template <class A, class B, class Out>
@@ -124,32 +139,20 @@ inline __attribute__((always_inline)) void add_body(const A* __restrict a, const
     out[i] = static_cast<Out>(q < lo ? lo : q > hi ? hi : q);
   }
 }
-#define DFQ_ADD_VARIANT(A, B, O)                                                                                    \
-  DFQ_INT_CLONES void add_requantize(const A* a, const B* b, int64_t n, Dyadic ma, Dyadic mb, int64_t lo, int64_t hi, \
-                                     O* out) {                                                                      \
-    add_body(a, b, n, ma, mb, lo, hi, out);                                                                         \
-  }
-DFQ_ADD_VARIANT(int8_t, int8_t, int8_t)
-DFQ_ADD_VARIANT(int8_t, int8_t, uint8_t)
-DFQ_ADD_VARIANT(int8_t, uint8_t, int8_t)
-DFQ_ADD_VARIANT(int8_t, uint8_t, uint8_t)
-DFQ_ADD_VARIANT(uint8_t, int8_t, int8_t)
-DFQ_ADD_VARIANT(uint8_t, int8_t, uint8_t)
-DFQ_ADD_VARIANT(uint8_t, uint8_t, int8_t)
-DFQ_ADD_VARIANT(uint8_t, uint8_t, uint8_t)
-#undef DFQ_ADD_VARIANT
+DFQ_LOOP_VARIANTS(add_requantize, add_body)
 
 // Combines accumulators, adds the bias and requantizes, row by row: rows are
 // pixels, channels contiguous.
 template <class Out>
 void finish_weight_rows(const int32_t* acc, const int32_t* acc_residual, int64_t rows, int64_t channels,
                         const ChannelRequant& c, Bounds b, Out* out, int64_t* trace) {
+  const LoopIsa isa = int_loop_isa();
   const int64_t tiles = (rows + c.tile_rows - 1) / c.tile_rows;
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t i = t * c.tile_rows * channels;
       const int64_t n = std::min(c.tile_rows, rows - t * c.tile_rows) * channels;
-      requantize_row(acc + i, acc_residual ? acc_residual + i : nullptr, n, c, b.lo, b.hi, out + i,
+      requantize_row(isa, acc + i, acc_residual ? acc_residual + i : nullptr, n, c, b.lo, b.hi, out + i,
                      trace ? trace + i : nullptr);
     }
   });
@@ -189,20 +192,7 @@ inline __attribute__((always_inline)) void add_accumulator_body(const Acc* __res
     out[o] = static_cast<Out>(q < lo ? lo : q > hi ? hi : q);
   }
 }
-#define DFQ_ADD_ACC_VARIANT(A, B, O)                                                                           \
-  DFQ_INT_CLONES void add_accumulator_row(const A* acc, const B* b, int64_t n, const ChannelRequant& c,         \
-                                          int64_t lo, int64_t hi, O* out) {                                     \
-    add_accumulator_body(acc, b, n, c, lo, hi, out);                                                           \
-  }
-DFQ_ADD_ACC_VARIANT(int32_t, int8_t, int8_t)
-DFQ_ADD_ACC_VARIANT(int32_t, int8_t, uint8_t)
-DFQ_ADD_ACC_VARIANT(int32_t, uint8_t, int8_t)
-DFQ_ADD_ACC_VARIANT(int32_t, uint8_t, uint8_t)
-DFQ_ADD_ACC_VARIANT(int64_t, int8_t, int8_t)
-DFQ_ADD_ACC_VARIANT(int64_t, int8_t, uint8_t)
-DFQ_ADD_ACC_VARIANT(int64_t, uint8_t, int8_t)
-DFQ_ADD_ACC_VARIANT(int64_t, uint8_t, uint8_t)
-#undef DFQ_ADD_ACC_VARIANT
+DFQ_LOOP_VARIANTS(add_accumulator_row, add_accumulator_body)
 
 // The Add of an accumulator (int32 or int64, channels-last) and a quantized
 // value of the same shape, tile by tile.
@@ -210,6 +200,7 @@ void add_accumulator(const at::Tensor& acc, const at::Tensor& other, const Chann
                      at::Tensor& out) {
   const int64_t channels = acc.size(1), rows = acc.numel() / channels;
   const int64_t tiles = (rows + c.tile_rows - 1) / c.tile_rows;
+  const LoopIsa isa = int_loop_isa();
   auto run = [&](const auto* pa) {
     with_int_type(other.scalar_type(), [&](auto* tb) {
       using B = std::remove_pointer_t<decltype(tb)>;
@@ -221,7 +212,7 @@ void add_accumulator(const at::Tensor& acc, const at::Tensor& other, const Chann
           for (int64_t t = begin; t < end; ++t) {
             const int64_t i = t * c.tile_rows * channels;
             const int64_t n = std::min(c.tile_rows, rows - t * c.tile_rows) * channels;
-            add_accumulator_row(pa + i, pb + i, n, c, bounds.lo, bounds.hi, po + i);
+            add_accumulator_row(isa, pa + i, pb + i, n, c, bounds.lo, bounds.hi, po + i);
           }
         });
       });
@@ -544,6 +535,7 @@ class AddStep : public Step {
     }
     const Dyadic ma = multipliers[0], mb = multipliers[1];
     const Bounds bounds = bounds_;
+    const LoopIsa isa = int_loop_isa();
     with_int_type(a.scalar_type(), [&](auto* ta) {
       using A = std::remove_pointer_t<decltype(ta)>;
       with_int_type(b.scalar_type(), [&](auto* tb) {
@@ -554,7 +546,7 @@ class AddStep : public Step {
           const B* pb = reinterpret_cast<const B*>(b.data_ptr());
           O* po = reinterpret_cast<O*>(out.data_ptr());
           at::parallel_for(0, a.numel(), 4096, [&](int64_t begin, int64_t end) {
-            add_requantize(pa + begin, pb + begin, end - begin, ma, mb, bounds.lo, bounds.hi, po + begin);
+            add_requantize(isa, pa + begin, pb + begin, end - begin, ma, mb, bounds.lo, bounds.hi, po + begin);
           });
         });
       });
