@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <random>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "quant/int_kernels.h"
+#include "quant/requantize_avx2.h"
 #include "test_util.h"
 
 using namespace dfq;
@@ -585,4 +587,76 @@ TEST(IntKernels, DISABLED_PathSpeedProbe) {
         std::printf("%-28s |w| <= %3lld  %-8s %8.3f ms\n", l.name.c_str(), static_cast<long long>(m), int_kernel_path(), best);
       }
     }
+}
+
+// The AVX2 requantization against an __int128 reference of dyadic.h's
+// rounding (half away from zero) and the clamp, at the edges of its
+// preconditions: |acc| = bound - |bias| with bound up to 2^31 - 1, multipliers up to 2^61
+// in magnitude (wide, negative), shifts 0..62 with exact ties, b at -128 and
+// 255, spans with a tail of fewer than 8 elements; and the refusals.
+TEST(IntKernels, Avx2RequantizationIsExactAtItsBounds) {
+  if (!int_kernel_path_supported(IntKernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
+  using dfq::detail::avx2::Requant32;
+  std::mt19937_64 rng(17);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  auto reference = [](__int128 p, int s, int64_t lo, int64_t hi) {
+    const __int128 half = s > 0 ? static_cast<__int128>(1) << (s - 1) : 0;
+    const __int128 q = p >= 0 ? (p + half) >> s : -((-p + half) >> s);
+    return static_cast<int64_t>(q < lo ? lo : q > hi ? hi : q);
+  };
+  int accepted = 0, wide = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const bool add = trial % 2 == 1;
+    const int64_t n = 8 * pick(1, 4) + pick(0, 7);
+    const int64_t bound = trial % 5 == 0 ? (int64_t{1} << 31) - 1 : pick(1, int64_t{1} << pick(1, 30));
+    const int s = static_cast<int>(trial % 7 == 0 ? pick(0, 2) : pick(20, 62));
+    std::vector<int64_t> bias(n), m(n), mb(n), shift(n, s);
+    for (int64_t i = 0; i < n; ++i) {
+      bias[i] = pick(-bound / 2, bound / 2);
+      // Magnitudes up to the precondition: bound |m| + 255 |mb| + half < 2^62, rounded < 2^31.
+      const int mbits = static_cast<int>(std::min<int64_t>(61, pick(0, s + 31 - 64 + __builtin_clzll(bound) + 1)));
+      m[i] = pick(0, (int64_t{1} << std::max(mbits, 0)) - 1) * (pick(0, 3) == 0 ? -1 : 1);
+      mb[i] = add ? pick(-(int64_t{1} << std::min(s + 20, 53)), int64_t{1} << std::min(s + 20, 53)) : 0;
+    }
+    Requant32 c;
+    if (!dfq::detail::avx2::prepare_requant32(bias.data(), m.data(), add ? mb.data() : nullptr, shift.data(), n, bound, c))
+      continue;
+    ++accepted;
+    wide += c.wide;
+    for (bool is_unsigned : {true, false}) {
+      const int64_t lo = is_unsigned ? 0 : -127, hi = is_unsigned ? 255 : 127;
+      std::vector<int32_t> acc(n);
+      std::vector<uint8_t> bu(n);
+      std::vector<int8_t> bs(n);
+      for (int64_t i = 0; i < n; ++i) {
+        // The engine's bound: |acc| <= bound - |bias| (so |acc + bias| <= bound).
+        const int64_t reach = bound - std::abs(bias[i]);
+        acc[i] = static_cast<int32_t>(i % 4 == 0 ? reach : i % 4 == 1 ? -reach : pick(-reach, reach));
+        bu[i] = static_cast<uint8_t>(i % 3 == 0 ? 255 : pick(0, 255));
+        bs[i] = static_cast<int8_t>(i % 3 == 0 ? -128 : pick(-128, 127));
+      }
+      std::vector<uint8_t> ou(n);
+      std::vector<int8_t> os(n);
+      if (!add && is_unsigned) dfq::detail::avx2::requantize32(c, acc.data(), n, 0, 255, ou.data());
+      if (!add && !is_unsigned) dfq::detail::avx2::requantize32(c, acc.data(), n, -127, 127, os.data());
+      if (add && is_unsigned) dfq::detail::avx2::add_requantize32(c, acc.data(), bu.data(), n, 0, 255, ou.data());
+      if (add && !is_unsigned) dfq::detail::avx2::add_requantize32(c, acc.data(), bs.data(), n, -127, 127, os.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const __int128 b = !add ? 0 : is_unsigned ? bu[i] : bs[i];
+        const __int128 p = static_cast<__int128>(int64_t{acc[i]} + bias[i]) * m[i] + b * mb[i];
+        const int64_t got = is_unsigned ? int64_t{ou[i]} : int64_t{os[i]};
+        ASSERT_EQ(got, reference(p, s, lo, hi)) << "trial " << trial << " element " << i << " of " << n;
+      }
+    }
+  }
+  EXPECT_GE(accepted, 100);
+  EXPECT_GE(wide, 20);
+  // Refused: a bound over int32, a multiplier of 2^62, a rounded magnitude of 2^31.
+  const int64_t zero = 0, one = 1, big = int64_t{1} << 62, s30 = 30;
+  Requant32 c;
+  EXPECT_FALSE(dfq::detail::avx2::prepare_requant32(&zero, &one, nullptr, &zero, 1, int64_t{1} << 31, c));
+  EXPECT_FALSE(dfq::detail::avx2::prepare_requant32(&zero, &big, nullptr, &s30, 1, 1, c));
+  const int64_t m31 = int64_t{1} << 30;  // (2^31 - 1) 2^30 / 2^0 >= 2^31
+  EXPECT_FALSE(dfq::detail::avx2::prepare_requant32(&zero, &m31, nullptr, &zero, 1, (int64_t{1} << 31) - 1, c));
+  EXPECT_TRUE(dfq::detail::avx2::prepare_requant32(&zero, &m31, nullptr, &s30, 1, (int64_t{1} << 31) - 1, c));
 }

@@ -12,6 +12,7 @@
 #include "core/execute.h"
 #include "core/op.h"
 #include "quant/dyadic.h"
+#include "quant/requantize_avx2.h"
 #include "quant/simulate.h"
 
 namespace dfq {
@@ -48,7 +49,12 @@ struct ChannelRequant {
   int64_t tile_rows = 1;
   std::vector<int64_t> bias, multiplier, shift, half, residual_shift;
   std::vector<int64_t> multiplier_b;  // an Add reading an accumulator: the other input's multiplier
-  void tile(int64_t channels) {
+  // The AVX2 loops' copy (requantize_avx2.h), when its preconditions hold.
+  detail::avx2::Requant32 fast;
+  bool has_fast = false;
+  // Repeats the constants for tile_rows pixels, then prepares `fast` for
+  // |acc + bias| <= bound.
+  void tile(int64_t channels, int64_t bound) {
     tile_rows = std::max<int64_t>(1, 512 / channels);
     for (std::vector<int64_t>* v : {&bias, &multiplier, &shift, &half, &residual_shift, &multiplier_b}) {
       if (v->empty()) continue;
@@ -56,6 +62,9 @@ struct ChannelRequant {
       v->clear();
       for (int64_t r = 0; r < tile_rows; ++r) v->insert(v->end(), one.begin(), one.end());
     }
+    has_fast = detail::avx2::prepare_requant32(bias.data(), multiplier.data(),
+                                               multiplier_b.empty() ? nullptr : multiplier_b.data(), shift.data(),
+                                               static_cast<int64_t>(bias.size()), bound, fast);
   }
 };
 
@@ -147,13 +156,15 @@ template <class Out>
 void finish_weight_rows(const int32_t* acc, const int32_t* acc_residual, int64_t rows, int64_t channels,
                         const ChannelRequant& c, Bounds b, Out* out, int64_t* trace) {
   const LoopIsa isa = int_loop_isa();
+  const bool fast = isa == LoopIsa::kAvx2 && c.has_fast && !acc_residual && !trace;
   const int64_t tiles = (rows + c.tile_rows - 1) / c.tile_rows;
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t i = t * c.tile_rows * channels;
       const int64_t n = std::min(c.tile_rows, rows - t * c.tile_rows) * channels;
-      requantize_row(isa, acc + i, acc_residual ? acc_residual + i : nullptr, n, c, b.lo, b.hi, out + i,
-                     trace ? trace + i : nullptr);
+      if (fast) detail::avx2::requantize32(c.fast, acc + i, n, static_cast<int32_t>(b.lo), static_cast<int32_t>(b.hi), out + i);
+      else requantize_row(isa, acc + i, acc_residual ? acc_residual + i : nullptr, n, c, b.lo, b.hi, out + i,
+                          trace ? trace + i : nullptr);
     }
   });
 }
@@ -201,6 +212,7 @@ void add_accumulator(const at::Tensor& acc, const at::Tensor& other, const Chann
   const int64_t channels = acc.size(1), rows = acc.numel() / channels;
   const int64_t tiles = (rows + c.tile_rows - 1) / c.tile_rows;
   const LoopIsa isa = int_loop_isa();
+  const bool fast = isa == LoopIsa::kAvx2 && c.has_fast;  // int32 accumulators only
   auto run = [&](const auto* pa) {
     with_int_type(other.scalar_type(), [&](auto* tb) {
       using B = std::remove_pointer_t<decltype(tb)>;
@@ -212,6 +224,13 @@ void add_accumulator(const at::Tensor& acc, const at::Tensor& other, const Chann
           for (int64_t t = begin; t < end; ++t) {
             const int64_t i = t * c.tile_rows * channels;
             const int64_t n = std::min(c.tile_rows, rows - t * c.tile_rows) * channels;
+            if constexpr (std::is_same_v<std::remove_cv_t<std::remove_pointer_t<decltype(pa)>>, int32_t>) {
+              if (fast) {
+                detail::avx2::add_requantize32(c.fast, pa + i, pb + i, n, static_cast<int32_t>(bounds.lo),
+                                               static_cast<int32_t>(bounds.hi), po + i);
+                continue;
+              }
+            }
             add_accumulator_row(isa, pa + i, pb + i, n, c, bounds.lo, bounds.hi, po + i);
           }
         });
@@ -389,7 +408,7 @@ class WeightedStep : public Step {
       requant_.shift.push_back(d.shift);
       requant_.half.push_back(d.shift > 0 ? int64_t{1} << (d.shift - 1) : 0);
     }
-    requant_.tile(channels);
+    requant_.tile(channels, worst_);
   }
 
   at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor* trace_out) const override;
@@ -522,7 +541,7 @@ class AddStep : public Step {
       requant_.shift.push_back(d[0].shift);
       requant_.half.push_back(d[0].shift > 0 ? int64_t{1} << (d[0].shift - 1) : 0);
     }
-    requant_.tile(static_cast<int64_t>(producer.unit_.size()));
+    requant_.tile(static_cast<int64_t>(producer.unit_.size()), producer.worst_);
   }
 
   at::Tensor run(const std::vector<at::Tensor>& in, const at::Tensor&, at::Tensor*) const override {
