@@ -156,7 +156,8 @@ template <class Out>
 void finish_weight_rows(const int32_t* acc, const int32_t* acc_residual, int64_t rows, int64_t channels,
                         const ChannelRequant& c, Bounds b, Out* out, int64_t* trace) {
   const LoopIsa isa = int_loop_isa();
-  const bool fast = isa == LoopIsa::kAvx2 && c.has_fast && !acc_residual && !trace;
+  // requantize_avx2.h where its preconditions hold: faster than the int64 loops on AVX-512 too.
+  const bool fast = isa != LoopIsa::kBaseline && c.has_fast && !acc_residual && !trace;
   const int64_t tiles = (rows + c.tile_rows - 1) / c.tile_rows;
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
@@ -212,7 +213,7 @@ void add_accumulator(const at::Tensor& acc, const at::Tensor& other, const Chann
   const int64_t channels = acc.size(1), rows = acc.numel() / channels;
   const int64_t tiles = (rows + c.tile_rows - 1) / c.tile_rows;
   const LoopIsa isa = int_loop_isa();
-  const bool fast = isa == LoopIsa::kAvx2 && c.has_fast;  // int32 accumulators only
+  const bool fast = isa != LoopIsa::kBaseline && c.has_fast;  // int32 accumulators only
   auto run = [&](const auto* pa) {
     with_int_type(other.scalar_type(), [&](auto* tb) {
       using B = std::remove_pointer_t<decltype(tb)>;
