@@ -282,8 +282,8 @@ TEST(IntKernels, PackedFourBitWeightsGiveTheSameAccumulatorsInLessMemory) {
             ASSERT_TRUE(at::equal(y, unpacked.accumulate(x))) << int_kernel_path() << ", " << threads << " threads";
           }
           // After the calls (the path's reordered or packed copy exists for unpacked weights by now);
-          // the avx2 path keeps its own layout, at least a byte per weight, for packed ones too.
-          if (kernel == IntKernel::kFast && path == IntKernelPath::kAvx2)
+          // the avx2 and avx_vnni paths keep their own layout, at least a byte per weight, for packed ones too.
+          if (kernel == IntKernel::kFast && (path == IntKernelPath::kAvx2 || path == IntKernelPath::kAvxVnni))
             EXPECT_GE(packed.weight_bytes(), (w.numel() + 1) / 2 + w.numel());
           else
             EXPECT_EQ(packed.weight_bytes(), (w.numel() + 1) / 2);
@@ -299,7 +299,7 @@ TEST(IntKernels, PackedFourBitWeightsGiveTheSameAccumulatorsInLessMemory) {
       const IntLinear packed(lw, kernel, WeightStorage::kPacked4);
       EXPECT_TRUE(at::equal(packed.accumulate(lx).to(at::kDouble), at::linear(lx.to(at::kDouble), lw.to(at::kDouble))))
           << int_kernel_path();
-      if (kernel == IntKernel::kFast && path == IntKernelPath::kAvx2) EXPECT_GE(packed.weight_bytes(), 325 + 650);
+      if (kernel == IntKernel::kFast && (path == IntKernelPath::kAvx2 || path == IntKernelPath::kAvxVnni)) EXPECT_GE(packed.weight_bytes(), 325 + 650);
       else EXPECT_EQ(packed.weight_bytes(), 325);
     }
   EXPECT_EQ(error_of([&] { IntConv2d(at::full({2, 2, 1, 1}, 8, at::kChar), IntConvGeometry{}, IntKernel::kFast,
@@ -366,6 +366,12 @@ TEST(IntKernels, PathsCanBeForcedAndBadChoicesAreRefused) {
 #else
   EXPECT_FALSE(int_kernel_path_supported(IntKernelPath::kAvx2));
 #endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  EXPECT_EQ(int_kernel_path_supported(IntKernelPath::kAvxVnni),
+            __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("avxvnni") != 0);
+#else
+  EXPECT_FALSE(int_kernel_path_supported(IntKernelPath::kAvxVnni));
+#endif
   // Without a ScopedIntKernelPath: DFQ_INT_KERNELS's path when set, else the best one.
   const char* env = std::getenv("DFQ_INT_KERNELS");
   const std::string by_default = env != nullptr && *env != '\0' ? env : int_kernel_path_name(supported.front());
@@ -388,10 +394,10 @@ TEST(IntKernels, PathsCanBeForcedAndBadChoicesAreRefused) {
   for (size_t i = 0; i < supported.size(); ++i)
     list += (i == 0 ? "" : i + 1 == supported.size() ? " or " : ", ") + std::string(int_kernel_path_name(supported[i]));
   const std::string expected =
-      "DFQ_INT_KERNELS: expected onednn, avx2 or portable, one this CPU supports (" + list + "), found ";
+      "DFQ_INT_KERNELS: expected onednn, avx_vnni, avx2 or portable, one this CPU supports (" + list + "), found ";
   EXPECT_EQ(error_of([] { parse_int_kernel_path("avx512"); }), expected + "'avx512'");
   EXPECT_EQ(error_of([] { parse_int_kernel_path("AVX2"); }), expected + "'AVX2'");
-  for (IntKernelPath path : {IntKernelPath::kOnednn, IntKernelPath::kAvx2}) {
+  for (IntKernelPath path : {IntKernelPath::kOnednn, IntKernelPath::kAvxVnni, IntKernelPath::kAvx2}) {
     if (int_kernel_path_supported(path)) continue;
     const std::string name = int_kernel_path_name(path);
     EXPECT_EQ(error_of([&] { parse_int_kernel_path(name); }), expected + "'" + name + "'");
@@ -475,7 +481,15 @@ std::vector<ConvCase> limit_shapes() {
 
 // The avx2 path gives kReference's accumulators bit for bit for weights and
 // activations at the edges of what each vpmaddubsw / int16 sum can hold
-// exactly, on shapes that leave partial blocks and tiles.
+// exactly, on shapes that leave partial blocks and tiles. The avx_vnni path
+// (vpdpbusd, every int8 weight as bytes) runs the same cases where the CPU has it.
+std::vector<IntKernelPath> avx_paths() {
+  std::vector<IntKernelPath> paths;
+  for (IntKernelPath path : {IntKernelPath::kAvxVnni, IntKernelPath::kAvx2})
+    if (int_kernel_path_supported(path)) paths.push_back(path);
+  return paths;
+}
+
 TEST(IntKernels, Avx2LimitsAreExact) {
   if (!int_kernel_path_supported(IntKernelPath::kAvx2)) GTEST_SKIP() << "no AVX2";
   ThreadCount restore;
@@ -497,12 +511,15 @@ TEST(IntKernels, Avx2LimitsAreExact) {
                   .contiguous(at::MemoryFormat::ChannelsLast);
           const at::Tensor reference = IntConv2d(w, c.g, IntKernel::kReference).accumulate(x);
           const bool packable = wv.lo >= -8 && wv.hi <= 7;
-          const ScopedIntKernelPath use(IntKernelPath::kAvx2);
-          for (WeightStorage storage : {WeightStorage::kInt8, WeightStorage::kPacked4}) {
-            if (storage == WeightStorage::kPacked4 && !packable) continue;
-            const at::Tensor y = IntConv2d(w, c.g, IntKernel::kFast, storage).accumulate(x);
-            ASSERT_TRUE(at::equal(y, reference)) << (storage == WeightStorage::kPacked4 ? "packed; " : "")
-                                                 << "max |difference| " << (y - reference).abs().max().item<int64_t>();
+          for (IntKernelPath path : avx_paths()) {
+            const ScopedIntKernelPath use(path);
+            for (WeightStorage storage : {WeightStorage::kInt8, WeightStorage::kPacked4}) {
+              if (storage == WeightStorage::kPacked4 && !packable) continue;
+              const at::Tensor y = IntConv2d(w, c.g, IntKernel::kFast, storage).accumulate(x);
+              ASSERT_TRUE(at::equal(y, reference))
+                  << int_kernel_path() << (storage == WeightStorage::kPacked4 ? ", packed; " : "; ")
+                  << "max |difference| " << (y - reference).abs().max().item<int64_t>();
+            }
           }
         }
   }
@@ -530,8 +547,10 @@ TEST(IntKernels, Avx2LinearLimitsAreExact) {
                                       xv.is_signed ? at::kChar : at::kByte, gen);
           const at::Tensor reference = IntLinear(w, IntKernel::kReference).accumulate(x);
           ASSERT_TRUE(at::equal(reference.to(at::kDouble), at::linear(x.to(at::kDouble), w.to(at::kDouble))));
-          const ScopedIntKernelPath use(IntKernelPath::kAvx2);
-          ASSERT_TRUE(at::equal(IntLinear(w, IntKernel::kFast).accumulate(x), reference));
+          for (IntKernelPath path : avx_paths()) {
+            const ScopedIntKernelPath use(path);
+            ASSERT_TRUE(at::equal(IntLinear(w, IntKernel::kFast).accumulate(x), reference)) << int_kernel_path();
+          }
         }
   }
 }

@@ -16,15 +16,16 @@
 //    magnitude <= 2^24, exact in float32. A layer over the bound is split along
 //    its input channels into chunks within it, run chunk by chunk and added in
 //    int32; a layer whose single input channel exceeds it (kernels over 518
-//    taps) runs the avx2 path (or, without AVX2, the portable loop).
+//    taps) runs the avx_vnni or avx2 path (or, without AVX2, the portable loop).
 // Weights of <= 4 bits may be kept packed (WeightStorage::kPacked4): then the
 // stored copy is the nibbles, and each call of the oneDNN and portable paths
 // unpacks them (oneDNN: also reorders them into the primitive's blocked
 // layout) into temporaries freed when it returns; the avx2 path packs them
 // once into its own layout and keeps it (one byte per weight; see
 // avx2_weights()). The products are the same, so the accumulators are.
-// Without VNNI, kFast runs dfq's AVX2 kernels (int_kernels_avx2.cpp, exact by
-// construction: see there) when the CPU has AVX2, else the portable loop: an
+// Without AVX-512 VNNI, kFast runs dfq's AVX2 kernels (int_kernels_avx2.cpp,
+// exact by construction: see there; with AVX-VNNI's vpdpbusd when the CPU
+// has it) when the CPU has AVX2, else the portable loop: an
 // nhwc patch per output pixel times int16 weight rows (pmaddwd dot products,
 // four rows at a time). DFQ_INT_KERNELS or ScopedIntKernelPath force a path
 // (int_kernels.h). Both are threaded here by at::parallel_for. This file is
@@ -239,9 +240,16 @@ bool fast_int_kernels_available() {
   return available;
 }
 
+namespace {
+constexpr IntKernelPath kAllPaths[] = {IntKernelPath::kOnednn, IntKernelPath::kAvxVnni, IntKernelPath::kAvx2,
+                                       IntKernelPath::kPortable};  // best first
+
+}  // namespace
+
 const char* int_kernel_path_name(IntKernelPath path) {
   switch (path) {
     case IntKernelPath::kOnednn: return "onednn";
+    case IntKernelPath::kAvxVnni: return "avx_vnni";
     case IntKernelPath::kAvx2: return "avx2";
     case IntKernelPath::kPortable: return "portable";
   }
@@ -251,9 +259,14 @@ const char* int_kernel_path_name(IntKernelPath path) {
 bool int_kernel_path_supported(IntKernelPath path) {
   switch (path) {
     case IntKernelPath::kOnednn: return fast_int_kernels_available();
-#if defined(__x86_64__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    case IntKernelPath::kAvxVnni: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+    case IntKernelPath::kAvx2: return __builtin_cpu_supports("avx2");
+#elif defined(__x86_64__)
+    case IntKernelPath::kAvxVnni: return false;  // clang's __builtin_cpu_supports may not know avxvnni
     case IntKernelPath::kAvx2: return __builtin_cpu_supports("avx2");
 #else
+    case IntKernelPath::kAvxVnni: return false;
     case IntKernelPath::kAvx2: return false;
 #endif
     case IntKernelPath::kPortable: return true;
@@ -263,7 +276,7 @@ bool int_kernel_path_supported(IntKernelPath path) {
 
 std::vector<IntKernelPath> supported_int_kernel_paths() {
   std::vector<IntKernelPath> paths;
-  for (IntKernelPath path : {IntKernelPath::kOnednn, IntKernelPath::kAvx2, IntKernelPath::kPortable})
+  for (IntKernelPath path : kAllPaths)
     if (int_kernel_path_supported(path)) paths.push_back(path);
   return paths;
 }
@@ -296,17 +309,19 @@ IntKernelPath current_path() {
   return from_environment;
 }
 
-// The path for a layer oneDNN does not run: avx2 if supported, else portable.
+// The path for a layer oneDNN does not run: the best supported after onednn.
 IntKernelPath fallback_path() {
-  return int_kernel_path_supported(IntKernelPath::kAvx2) ? IntKernelPath::kAvx2 : IntKernelPath::kPortable;
+  for (IntKernelPath path : {IntKernelPath::kAvxVnni, IntKernelPath::kAvx2})
+    if (int_kernel_path_supported(path)) return path;
+  return IntKernelPath::kPortable;
 }
 
 }  // namespace
 
 IntKernelPath parse_int_kernel_path(const std::string& value) {
-  for (IntKernelPath path : {IntKernelPath::kOnednn, IntKernelPath::kAvx2, IntKernelPath::kPortable})
+  for (IntKernelPath path : kAllPaths)
     if (value == int_kernel_path_name(path) && int_kernel_path_supported(path)) return path;
-  fail("DFQ_INT_KERNELS", "onednn, avx2 or portable, one this CPU supports (" + supported_list() + ")",
+  fail("DFQ_INT_KERNELS", "onednn, avx_vnni, avx2 or portable, one this CPU supports (" + supported_list() + ")",
        "'" + one_line(value) + "'");
 }
 
@@ -323,6 +338,7 @@ LoopIsa int_loop_isa() {
   }();
   if (forced_path.load() < 0 && !environment_forces) return best;
   switch (current_path()) {
+    case IntKernelPath::kAvxVnni:  // AVX-VNNI CPUs without AVX-512 exist (e.g. Alder Lake)
     case IntKernelPath::kAvx2: return best == LoopIsa::kAvx512 ? LoopIsa::kAvx2 : best;
     case IntKernelPath::kPortable: return LoopIsa::kBaseline;
     default: return best;
@@ -370,7 +386,8 @@ class IntKernelImpl {
 
   int64_t weight_bytes() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    int64_t bytes = stored_.nbytes() + (rows_.defined() ? rows_.nbytes() : 0) + (avx2_ ? avx2_->nbytes() : 0);
+    int64_t bytes = stored_.nbytes() + (rows_.defined() ? rows_.nbytes() : 0);
+    for (const auto& kept : avx2_) bytes += kept ? kept->nbytes() : 0;
     for (const Chunk& chunk : chunks_)
       for (const auto& [desc, memory] : chunk.reordered) bytes += static_cast<int64_t>(desc.get_size());
     return bytes;
@@ -394,7 +411,8 @@ class IntKernelImpl {
       }
       path = fallback_path();
     }
-    if (path == IntKernelPath::kAvx2) return run_avx2(x, d, y);
+    if (path == IntKernelPath::kAvx2 || path == IntKernelPath::kAvxVnni)
+      return run_avx2(x, d, y, path == IntKernelPath::kAvxVnni);
     const at::Tensor rows = portable_rows();
     if (is_signed) portable_conv(x.data_ptr<int8_t>(), rows.data_ptr<int16_t>(), out, d, geometry_);
     else portable_conv(x.data_ptr<uint8_t>(), rows.data_ptr<int16_t>(), out, d, geometry_);
@@ -439,24 +457,26 @@ class IntKernelImpl {
   // too: the engine calls a kernel per slice of a few images
   // (IntegerEngine::kImagesPerSlice), and repacking the nibbles at every call
   // cost more than a tenth of ResNet-20 W4A4's time (results/int_kernel_paths.md).
-  std::shared_ptr<const avx2::PackedWeights> avx2_weights() const {
+  // The avx_vnni path keeps its own (its kBytes scheme takes 8-bit weights too).
+  std::shared_ptr<const avx2::PackedWeights> avx2_weights(bool vnni) const {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!avx2_) {
-      avx2_ = packed_ ? std::make_shared<const avx2::PackedWeights>(
-                            avx2::pack_int4(stored_.data_ptr<uint8_t>(), shape_[0], shape_[1], shape_[2], shape_[3],
-                                            geometry_.groups, max_abs_))
-                      : std::make_shared<const avx2::PackedWeights>(
-                            avx2::pack(stored_.data_ptr<int8_t>(), shape_[0], shape_[1], shape_[2], shape_[3],
-                                       geometry_.groups));
+    std::shared_ptr<const avx2::PackedWeights>& kept = avx2_[vnni ? 1 : 0];
+    if (!kept) {
+      kept = packed_ ? std::make_shared<const avx2::PackedWeights>(
+                           avx2::pack_int4(stored_.data_ptr<uint8_t>(), shape_[0], shape_[1], shape_[2], shape_[3],
+                                           geometry_.groups, max_abs_, vnni))
+                     : std::make_shared<const avx2::PackedWeights>(
+                           avx2::pack(stored_.data_ptr<int8_t>(), shape_[0], shape_[1], shape_[2], shape_[3],
+                                      geometry_.groups, vnni));
     }
-    return avx2_;
+    return kept;
   }
 
   // The avx2 path, threaded over tiles of output pixels (depthwise: pixel
   // ranges); with fewer tiles than twice the threads, also over output-channel
   // blocks, so that a batch of one image keeps every thread busy.
-  void run_avx2(const at::Tensor& x, const Dims& d, const at::Tensor& y) const {
-    const std::shared_ptr<const avx2::PackedWeights> packed = avx2_weights();
+  void run_avx2(const at::Tensor& x, const Dims& d, const at::Tensor& y, bool vnni) const {
+    const std::shared_ptr<const avx2::PackedWeights> packed = avx2_weights(vnni);
     const IntConvGeometry& g = geometry_;
     const avx2::ConvShape s{d.N,       d.C,       d.H,        d.W,        d.O,     d.KH,    d.KW,         d.G,
                             d.Ho,      d.Wo,      g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
@@ -608,7 +628,7 @@ class IntKernelImpl {
   at::Tensor stored_;                    // int8 [O, Cg, KH, KW] contiguous, or its pack_int4 bytes
   int64_t max_abs_ = 0;                  // largest |weight|: the avx2 packing scheme of packed weights
   mutable at::Tensor rows_;              // kFast portable loop, unpacked weights: int16 [O, KH, KW, Cg] once used
-  mutable std::shared_ptr<const avx2::PackedWeights> avx2_;  // kFast avx2 path: once used
+  mutable std::shared_ptr<const avx2::PackedWeights> avx2_[2];  // kFast avx2, avx_vnni paths: once used
   mutable std::vector<Chunk> chunks_;    // kFast on oneDNN; empty otherwise (mutex_ guards `reordered`)
   mutable std::mutex mutex_;
   mutable std::map<PlanKey, std::shared_ptr<const Plan>> plans_;

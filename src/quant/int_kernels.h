@@ -4,14 +4,16 @@
 // uint8/int8 activations (real = scale * q, zero point 0, so nothing else enters
 // the sum; bias and requantization are the caller's). Two implementations agree
 // bit for bit: kReference, plain loops that are the ground truth, and kFast,
-// which runs one of three paths (IntKernelPath below), all exact for any
+// which runs one of four paths (IntKernelPath below), all exact for any
 // int8/uint8 input value:
 //   onednn    oneDNN's int8 kernels; only when its effective ISA has AVX-512
 //             VNNI (without it oneDNN's u8 x s8 products saturate in int16);
+//   avx_vnni  dfq's AVX2 kernels with AVX-VNNI's 256-bit vpdpbusd
+//             (int_kernels_avx2.cpp); needs AVX2 and AVX-VNNI;
 //   avx2      dfq's AVX2 kernels (int_kernels_avx2.cpp); needs AVX2;
 //   portable  a threaded loop of int16 dot products; any CPU.
 // By default kFast uses the first of these the CPU supports. The environment
-// variable DFQ_INT_KERNELS=onednn|avx2|portable, read once (at the first
+// variable DFQ_INT_KERNELS=onednn|avx_vnni|avx2|portable, read once (at the first
 // kFast kernel or int_kernel_path() call), forces one; an unknown value or a
 // path the CPU cannot run makes those calls throw dfq::Error.
 #pragma once
@@ -87,9 +89,9 @@ class IntLinear {
 bool fast_int_kernels_available();
 
 // The paths of kFast (see the top of this file).
-enum class IntKernelPath { kOnednn, kAvx2, kPortable };
+enum class IntKernelPath { kOnednn, kAvxVnni, kAvx2, kPortable };
 
-// "onednn", "avx2" or "portable".
+// "onednn", "avx_vnni", "avx2" or "portable".
 const char* int_kernel_path_name(IntKernelPath path);
 // Whether this CPU (and build) can run `path`; kPortable always.
 bool int_kernel_path_supported(IntKernelPath path);
@@ -103,13 +105,13 @@ IntKernelPath parse_int_kernel_path(const std::string& value);
 // DFQ_INT_KERNELS's, else the best supported. Throws dfq::Error (naming the
 // variable, its value and the paths this CPU supports) when DFQ_INT_KERNELS
 // is set to an unknown or unsupported path. A layer oneDNN declines (or one
-// tap over its float32-exact bound, int_kernels.cpp) runs avx2 if supported,
-// else portable.
+// tap over its float32-exact bound, int_kernels.cpp) runs the best of
+// avx_vnni, avx2 and portable the CPU supports.
 const char* int_kernel_path();
 
 // The instruction set of the integer engine's other vector loops
 // (requantization, residual adds; integer_engine.cpp): the best this CPU has
-// (kAvx512: x86-64-v4), lowered to kAvx2 while the avx2 path is forced and to
+// (kAvx512: x86-64-v4), lowered to kAvx2 while the avx2 or avx_vnni path is forced and to
 // kBaseline while the portable path is (DFQ_INT_KERNELS, ScopedIntKernelPath),
 // so that a forced path runs what a CPU with nothing better runs.
 enum class LoopIsa { kAvx512, kAvx2, kBaseline };

@@ -151,7 +151,8 @@ void pack_depthwise(Weights w, int64_t C, PackedWeights& p) {
 }
 
 template <class Weights>
-void pack_into(Weights w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, int64_t max_abs, PackedWeights& p) {
+void pack_into(Weights w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, int64_t max_abs, bool vnni,
+               PackedWeights& p) {
   p.groups = G;
   p.K = KH * KW * Cg;
   p.KH = KH;
@@ -160,25 +161,26 @@ void pack_into(Weights w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t
     pack_depthwise(w, O, p);
     return;
   }
-  p.scheme = max_abs <= 64 ? Scheme::kBytes : Scheme::kPairs;
+  p.scheme = max_abs <= 64 || vnni ? Scheme::kBytes : Scheme::kPairs;
+  p.vnni = vnni;
   pack_gemm(w, O, Cg, KH, KW, G, p);
-  p.depth = depth_for(max_abs, p.span);
+  p.depth = vnni ? 1 : depth_for(max_abs, p.span);
 }
 
 }  // namespace
 
-PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G) {
+PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, bool vnni) {
   int64_t max_abs = 0;
   for (int64_t i = 0; i < O * KH * KW * Cg; ++i) max_abs = std::max<int64_t>(max_abs, std::abs(int{w[i]}));
   PackedWeights p;
-  pack_into(Int8Weights{w}, O, Cg, KH, KW, G, max_abs, p);
+  pack_into(Int8Weights{w}, O, Cg, KH, KW, G, max_abs, vnni, p);
   return p;
 }
 
 PackedWeights pack_int4(const uint8_t* nibbles, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G,
-                        int64_t max_abs) {
+                        int64_t max_abs, bool vnni) {
   PackedWeights p;
-  pack_into(Int4Weights{nibbles}, O, Cg, KH, KW, G, max_abs, p);
+  pack_into(Int4Weights{nibbles}, O, Cg, KH, KW, G, max_abs, vnni, p);
   return p;
 }
 
@@ -288,6 +290,30 @@ DFQ_AVX2 void tile_pairs(const int16_t* const* spans, int64_t KH, int64_t span, 
   store_rows<R>(acc, nullptr, y, ldy, count);
 }
 
+// kBytes microkernel on AVX-VNNI: as tile_bytes, each step's 4 products per
+// lane summed straight into the int32 accumulators by vpdpbusd (exact: the
+// products u * w and their sums fit int32, and vpdpbusd does not saturate).
+#define DFQ_AVX2_VNNI __attribute__((target("avx2,avxvnni")))
+template <int R>
+DFQ_AVX2_VNNI void tile_vnni(const uint8_t* const* spans, int64_t KH, int64_t span, const int8_t* w, const int32_t* shift,
+                             int32_t* y, int64_t ldy, int64_t count) {
+  __m256i acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (int64_t kh = 0; kh < KH; ++kh) {
+    const uint8_t* p[R];
+    for (int r = 0; r < R; ++r) p[r] = spans[r * KH + kh];
+    for (int64_t s = 0; s < span; ++s, w += 64) {
+      const __m256i w0 = load(w), w1 = load(w + 32);
+      for (int r = 0; r < R; ++r) {
+        const __m256i u = broadcast4(p[r] + 4 * s);
+        acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], u, w0);
+        acc[r][1] = _mm256_dpbusd_avx_epi32(acc[r][1], u, w1);
+      }
+    }
+  }
+  store_rows<R>(acc, shift, y, ldy, count);
+}
+
 template <class P, class W>
 using Tile = void (*)(const P* const*, int64_t, int64_t, const W*, const int32_t*, int32_t*, int64_t, int64_t);
 
@@ -300,6 +326,11 @@ Tile<uint8_t, int8_t> bytes_tile(int rows, int depth) {
       {tile_bytes<1, 8>, tile_bytes<2, 8>, tile_bytes<3, 8>, tile_bytes<4, 8>}};
   const int d = depth == 8 ? 3 : depth == 4 ? 2 : depth == 2 ? 1 : 0;
   return table[d][rows - 1];
+}
+
+Tile<uint8_t, int8_t> vnni_tile(int rows) {
+  static constexpr Tile<uint8_t, int8_t> table[kRows] = {tile_vnni<1>, tile_vnni<2>, tile_vnni<3>, tile_vnni<4>};
+  return table[rows - 1];
 }
 
 Tile<int16_t, int16_t> pairs_tile(int rows) {
@@ -454,7 +485,8 @@ DFQ_AVX2 void conv_tiles(const PackedWeights& pw, const ConvShape& s, const T* x
       const P* const* at = spans.get() + r * s.KH;
       int32_t* out = y + (pixel_begin + r) * s.O + o0;
       if constexpr (bytes)
-        bytes_tile(n, pw.depth)(at, s.KH, pw.span, pw.bytes.data() + block * pw.steps * 64, shift, out, s.O, count);
+        (pw.vnni ? vnni_tile(n) : bytes_tile(n, pw.depth))(at, s.KH, pw.span, pw.bytes.data() + block * pw.steps * 64,
+                                                           shift, out, s.O, count);
       else
         pairs_tile(n)(at, s.KH, pw.span, pw.pairs.data() + block * pw.steps * 32, nullptr, out, s.O, count);
     }

@@ -18,8 +18,10 @@ struct ConvShape {
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
 };
 
-// How a layer's weights are packed (chosen by pack() from the weights alone):
-//  kBytes: max|w| <= 64; uint8 patches times int8 weights by vpmaddubsw.
+// How a layer's weights are packed (chosen by pack() from the weights and
+// whether the kernels may use AVX-VNNI):
+//  kBytes: max|w| <= 64, or any int8 weights with vnni; uint8 patches times
+//          int8 weights by vpmaddubsw (vnni: vpdpbusd, AVX-VNNI's 256-bit form).
 //  kPairs: 8-bit weights (max|w| > 64); int16 patches times int16 weights by vpmaddwd.
 //  kDepthwise: one input and one output channel per group; vpmaddwd over pairs of taps.
 enum class Scheme { kBytes, kPairs, kDepthwise };
@@ -29,6 +31,7 @@ enum class Scheme { kBytes, kPairs, kDepthwise };
 // activations (kw, c) of input row ih, nhwc order, padded to whole steps.
 struct PackedWeights {
   Scheme scheme = Scheme::kBytes;
+  bool vnni = false;          // kBytes by vpdpbusd (the CPU has AVX-VNNI)
   int depth = 1;              // kBytes: steps whose vpmaddubsw results are summed in int16 (1, 2, 4 or 8; divides span)
   int64_t groups = 1;         // G
   int64_t K = 0;              // reduction length per group: KH * KW * C / G (kDepthwise: KH * KW)
@@ -44,13 +47,13 @@ struct PackedWeights {
 };
 
 // Packs int8 weights [O, Cg, KH, KW] (contiguous, values in [-127, 127]) of a
-// convolution with G groups.
-PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G);
+// convolution with G groups, for the AVX-VNNI kernels when `vnni`.
+PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, bool vnni);
 
 // pack() of weights kept as the 4-bit nibbles of packing.h (values in [-8,
 // 7]; max_abs: their largest magnitude), without unpacking them first.
 PackedWeights pack_int4(const uint8_t* nibbles, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G,
-                        int64_t max_abs);
+                        int64_t max_abs, bool vnni);
 
 // Output pixels per task of conv(): its gathered patches fill at most about 16 KiB.
 int64_t tile_pixels(const PackedWeights& packed);
