@@ -491,6 +491,8 @@ class IntKernelImpl {
       });
       return;
     }
+    // kPairs reads int16 patches: widen the input once rather than per output pixel.
+    const at::Tensor wide = packed->scheme == avx2::Scheme::kPairs ? x.to(at::kShort) : at::Tensor();
     const int64_t tile = avx2::tile_pixels(*packed), tiles = (pixels + tile - 1) / tile;
     const int64_t blocks = d.G * packed->blocks;
     const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
@@ -498,8 +500,12 @@ class IntKernelImpl {
     at::parallel_for(0, tiles * parts, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t t = task / parts, part = task % parts;
-        avx2::conv(*packed, s, in, is_signed, out, t * tile, std::min(pixels, (t + 1) * tile), part * blocks / parts,
-                   (part + 1) * blocks / parts);
+        const int64_t pixel_end = std::min(pixels, (t + 1) * tile);
+        const int64_t block_begin = part * blocks / parts, block_end = (part + 1) * blocks / parts;
+        if (wide.defined())
+          avx2::conv16(*packed, s, wide.data_ptr<int16_t>(), out, t * tile, pixel_end, block_begin, block_end);
+        else
+          avx2::conv(*packed, s, in, is_signed, out, t * tile, pixel_end, block_begin, block_end);
       }
     });
   }

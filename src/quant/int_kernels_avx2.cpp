@@ -351,6 +351,10 @@ DFQ_AVX2_INLINE P patch_value(T v) {
 // patch_value of 16 activations (kBytes: 16 bytes; kPairs: 16 int16).
 template <class P, class T>
 DFQ_AVX2_INLINE void convert16(P* dst, const T* src) {
+  if constexpr (std::is_same_v<T, int16_t>) {  // conv16: already widened
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), load(src));
+    return;
+  }
   const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
   if constexpr (std::is_same_v<P, int16_t>)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst),
@@ -556,6 +560,11 @@ void conv(const PackedWeights& packed, const ConvShape& s, const void* x, bool i
     conv_tiles<uint8_t, int16_t>(packed, s, ux, y, pixel_begin, pixel_end, block_begin, block_end);
 }
 
+void conv16(const PackedWeights& packed, const ConvShape& s, const int16_t* x, int32_t* y, int64_t pixel_begin,
+            int64_t pixel_end, int64_t block_begin, int64_t block_end) {
+  conv_tiles<int16_t, int16_t>(packed, s, x, y, pixel_begin, pixel_end, block_begin, block_end);
+}
+
 void depthwise(const PackedWeights& packed, const ConvShape& s, const void* x, bool is_signed, int32_t* y,
                int64_t pixel_begin, int64_t pixel_end) {
   if (is_signed) depthwise_pixels(packed, s, static_cast<const int8_t*>(x), y, pixel_begin, pixel_end);
@@ -565,6 +574,9 @@ void depthwise(const PackedWeights& packed, const ConvShape& s, const void* x, b
 #else  // not x86-64: int_kernels.cpp never selects the AVX2 path
 
 void conv(const PackedWeights&, const ConvShape&, const void*, bool, int32_t*, int64_t, int64_t, int64_t, int64_t) {
+  std::abort();
+}
+void conv16(const PackedWeights&, const ConvShape&, const int16_t*, int32_t*, int64_t, int64_t, int64_t, int64_t) {
   std::abort();
 }
 void depthwise(const PackedWeights&, const ConvShape&, const void*, bool, int32_t*, int64_t, int64_t) { std::abort(); }

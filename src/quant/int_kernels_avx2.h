@@ -64,6 +64,12 @@ int64_t tile_pixels(const PackedWeights& packed);
 void conv(const PackedWeights& packed, const ConvShape& s, const void* x, bool is_signed, int32_t* y,
           int64_t pixel_begin, int64_t pixel_end, int64_t block_begin, int64_t block_end);
 
+// kPairs: conv() of an input already widened to int16 (the values of the
+// uint8 or int8 input), so kernel rows are read in place instead of widened
+// once per output pixel.
+void conv16(const PackedWeights& packed, const ConvShape& s, const int16_t* x, int32_t* y, int64_t pixel_begin,
+            int64_t pixel_end, int64_t block_begin, int64_t block_end);
+
 // kDepthwise: the accumulators of output pixels [pixel_begin, pixel_end), every channel.
 void depthwise(const PackedWeights& packed, const ConvShape& s, const void* x, bool is_signed, int32_t* y,
                int64_t pixel_begin, int64_t pixel_end);
