@@ -6,15 +6,18 @@
 # 17), `dfq eval --engine simulated --predictions --save-inputs` on the 20
 # images of ../shared/datasets/imagenet-sample, tools/ort_eval.js on the same
 # tensors, and top-1 agreement (tools/compare_predictions.py). Accuracy means
-# nothing (random weights); agreement does. Writes results/ort_torchvision.md.
+# nothing (random weights); agreement does. Writes results/ort_torchvision.md
+# with the rows of every model in OUT/ort-rows/, also from earlier runs (MODELS
+# re-runs a subset).
 # usage: [MODELS="mobilenet_v3_small efficientnet_b0"] [OUT=build/torchvision] bash bench/ort_torchvision.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
 out="${OUT:-build/torchvision}"
-models="${MODELS:-resnet18 resnet50 resnext50_32x4d wide_resnet50_2 mobilenet_v2 mobilenet_v3_small mobilenet_v3_large
+all_models="resnet18 resnet50 resnext50_32x4d wide_resnet50_2 mobilenet_v2 mobilenet_v3_small mobilenet_v3_large
 mnasnet1_0 shufflenet_v2_x1_0 efficientnet_b0 efficientnet_v2_s regnet_x_400mf regnet_y_400mf densenet121 googlenet
-inception_v3 vgg11_bn squeezenet1_0 alexnet}"
+inception_v3 vgg11_bn squeezenet1_0 alexnet"
+models="${MODELS:-$all_models}"
 data=../shared/datasets/imagenet-sample
 names="$out/imagenet-sample-names.txt"
 py=/usr/bin/python3
@@ -23,8 +26,9 @@ bash scripts/install-ort.sh >/dev/null
 
 precision=build/tests/simulate_precision  # the simulated engine in float32 and float64 (tests/simulate_precision.cpp)
 [ -x "$precision" ] || { echo "bench: $precision missing (cmake --build build --target simulate_precision)" >&2; exit 1; }
-rows=()
+mkdir -p "$out/ort-rows"
 for m in $models; do
+  rows=()
   size=224 eval_size=()
   [ "$m" = inception_v3 ] && size=299 eval_size=(--resize 342 --crop 299)
   for s in w8a8 w4a8; do
@@ -60,6 +64,7 @@ PY
 )")
     echo "${rows[-1]}" >&2
   done
+  printf '%s\n' "${rows[@]}" >"$out/ort-rows/$m.md"
 done
 
 {
@@ -67,7 +72,8 @@ done
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), CPU: $(cpu_description). dfq commit $(git rev-parse --short HEAD);"
   echo "ONNX Runtime: onnxruntime-node 1.22.0, CPU EP, optimization level all, 2 threads."
-  echo "Command: \`bash bench/ort_torchvision.sh\`"
+  echo "Command: \`bash bench/ort_torchvision.sh\` (rows of models not re-run come from earlier runs: their seconds and"
+  echo "commit may differ)"
   echo
   echo "Artifacts: those of \`bench/torchvision_coverage.sh\` (\`results/torchvision_coverage.md\`: random weights, BN"
   echo "statistics from the sample images, 8 synthetic calibration images; alexnet and squeezenet1_0 calibrated on"
@@ -81,6 +87,6 @@ done
   echo
   echo "| model | bits | export (opset 17) | ORT vs simulated | float32 vs float64 simulated | ORT vs float32 simulated | max rel. difference ORT / float32 | seconds |"
   echo "|---|---|---|---|---|---|---|---|"
-  printf '%s\n' "${rows[@]}"
+  for m in $all_models; do [ -f "$out/ort-rows/$m.md" ] && cat "$out/ort-rows/$m.md"; done
 } >results/ort_torchvision.md
 cat results/ort_torchvision.md
