@@ -11,7 +11,7 @@
 #     <= 0.1 point (tools/compare_predictions.py).
 # usage: ort_export_test.sh DFQ EXPORT_FIXTURES SOURCE_DIR
 # ORT runs with its exact int8 path on x86 CPUs without VNNI (session.x64quantprecision = 1,
-# tools/ort_eval.js --exact), which users of such CPUs must set too (README).
+# tools/ort_eval.js --exact), which users of such CPUs must set too (apps/README.md, dfq export).
 # Exit 77 (ctest: skipped) without onnxruntime-node (scripts/install-ort.sh).
 set -uo pipefail
 dfq="$1" fixtures_bin="$2" src="$3"
