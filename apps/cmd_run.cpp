@@ -19,6 +19,7 @@
 #include "core/atomic_file.h"
 #include "core/content_hash.h"
 #include "core/error.h"
+#include "core/version.h"
 #include "quant/artifact.h"
 #include "quant/export_onnx.h"
 #include "report/card.h"
@@ -36,8 +37,8 @@ const char* kUsage =
     "engine on VAL_DIR, and writes RUN/{card.md,card.json,report.html,model.dfq,model.onnx,*.json,synth/}.\n"
     "Every option of dfq synth, dfq quantize and dfq eval is accepted and handed to the\n"
     "stages that take it (synthesis count: --calib-count; batches: --synth-batch, --eval-batch).\n"
-    "The synthetic set and the FP32 evaluation are cached by content (model SHA-256 and\n"
-    "options; the data folder's listing) and reused when they match.\n\n"
+    "The synthetic set and the FP32 evaluation are cached by content (model SHA-256,\n"
+    "options and the dfq build; the data folder's listing) and reused when they match.\n\n"
     "example:\n"
     "  dfq run --model ../shared/weights/cifar10-resnet20.pt --data ../shared/datasets/cifar10-test \\\n"
     "          --preset cifar --wbits 4 --abits 4 --out results/r20-w4a4\n";
@@ -113,8 +114,10 @@ std::string default_cache_dir() {
   return "/tmp/dfq-cache";
 }
 
+// The cache key of a stage: its kind, its parts and the dfq build (version and
+// git commit: a changed default or preprocessing must not reuse older results).
 std::string key_of(const std::string& kind, const std::vector<std::string>& parts) {
-  std::string text = kind;
+  std::string text = kind + "\ndfq " + dfq_version() + " " + dfq_git_commit();
   for (const std::string& p : parts) text += '\n' + p;
   return kind + "-" + sha256_hex(text).substr(0, 24);
 }
