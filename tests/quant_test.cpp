@@ -209,6 +209,44 @@ TEST(Quantize, FullBiasCorrectionMatchesFloatMeansInTheSimulatedModel) {
   EXPECT_LT(worst["full"], worst["weights"]);
 }
 
+// The report's activation SQNR describes the model quantize_model returns (and
+// dfq quantize saves): with full bias correction, step 6 changes biases after
+// the activation ranges, and the SQNR is still that of the final biases, also
+// after a round trip through the artifact.
+TEST(Quantize, ActivationSqnrIsOfTheFinalModel) {
+  const Graph graph = import_torchscript(kModel);
+  const at::Tensor calib = calibration_batch(16, 21);
+  QuantizeOptions o;
+  o.bias_correction = BiasCorrection::kFull;
+  QuantizeReport report;
+  const QuantizedModel q = quantize_model(graph, calib, o, report);
+  // The model before step 6 (steps 1-5 are the same): step 6 changed biases and the SQNR.
+  o.bias_correction = BiasCorrection::kWeights;
+  QuantizeReport weights_report;
+  const QuantizedModel before = quantize_model(graph, calib, o, weights_report);
+  int changed = 0;
+  for (const auto& [id, w] : q.weights) changed += at::equal(w.bias, before.weights.at(id).bias) ? 0 : 1;
+  EXPECT_GT(changed, 0);
+  const std::vector<double> final_sqnr = activation_sqnr_db(q, calib), before_sqnr = activation_sqnr_db(before, calib);
+  ASSERT_EQ(final_sqnr.size(), report.points.size());
+  ASSERT_EQ(before_sqnr.size(), report.points.size());
+  auto same = [](double a, double b) { return a == b || std::abs(a - b) <= 1e-9 * std::abs(b); };
+  int differ = 0;
+  for (size_t p = 0; p < final_sqnr.size(); ++p) differ += same(final_sqnr[p], before_sqnr[p]) ? 0 : 1;
+  EXPECT_GT(differ, 0);
+  for (size_t p = 0; p < report.points.size(); ++p)
+    EXPECT_PRED2(same, report.points[p].activation_sqnr_db, final_sqnr[p]) << report.points[p].name;
+  const fs::path dir = fs::temp_directory_path() / "dfq_sqnr_artifact_test";
+  fs::create_directories(dir);
+  const std::string path = (dir / "m.dfq").string();
+  save_quantized_model(q, path);
+  const std::vector<double> loaded_sqnr = activation_sqnr_db(load_quantized_model(path), calib);
+  fs::remove_all(dir);
+  ASSERT_EQ(loaded_sqnr.size(), report.points.size());
+  for (size_t p = 0; p < report.points.size(); ++p)
+    EXPECT_PRED2(same, loaded_sqnr[p], report.points[p].activation_sqnr_db) << report.points[p].name;
+}
+
 // The simulated engine equals a hand-built fake-quant forward: every point
 // quantized with its scale, weights dequantized, biases on the int32 grid.
 TEST(Simulated, MatchesQuantizeDequantizeAtEveryPoint) {

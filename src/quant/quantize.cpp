@@ -175,6 +175,16 @@ std::vector<int> choose_residual_layers(const std::vector<LayerReport>& layers, 
   return chosen;
 }
 
+// The float graph with the model's dequantized weights and its float biases.
+Graph weight_quantized_graph(const QuantizedModel& model) {
+  Graph g = model.graph;
+  for (const auto& [id, q] : model.weights) {
+    g.nodes[static_cast<size_t>(id)].params["weight"] = q.dequantized();
+    g.nodes[static_cast<size_t>(id)].params["bias"] = q.bias;
+  }
+  return g;
+}
+
 // Means over every dimension but the channel dimension 1.
 at::Tensor channel_mean(const at::Tensor& x) {
   std::vector<int64_t> dims{0};
@@ -358,7 +368,8 @@ class Reconstructor : public FakeQuantizer {
   Progress progress_;
 };
 
-// Step 5: histograms of every point (and the values for SQNR on a second pass).
+// Step 5: histograms of every point; with scales and ranges set, the signal
+// and noise sums of the activation SQNR (activation_sqnr_db) instead.
 class PointObserver : public Observer {
  public:
   explicit PointObserver(const std::vector<int>& point_of_node) : point_of_node_(point_of_node) {}
@@ -634,6 +645,29 @@ const char* to_string(MixedSensitivity where) {
   return "?";
 }
 
+std::vector<double> activation_sqnr_db(const QuantizedModel& model, const at::Tensor& calibration) {
+  at::NoGradGuard no_grad;
+  const ActivationPoints points = activation_points(model.graph);
+  std::vector<int> point_of_node(model.graph.nodes.size(), -1);
+  PointObserver observer(point_of_node);
+  for (size_t p = 0; p < points.points.size(); ++p) {
+    const int id = points.points[p];
+    point_of_node[static_cast<size_t>(id)] = static_cast<int>(p);
+    const auto it = model.activations.find(id);
+    if (it == model.activations.end())
+      fail("activation SQNR", "a scale at every quantization point", "none at " + model.graph.node(id).name);
+    observer.ranges.push_back(it->second.range);
+    observer.scales.push_back(it->second.scale);
+  }
+  observer.signal.assign(points.points.size(), 0.0);
+  observer.noise.assign(points.points.size(), 0.0);
+  forward(weight_quantized_graph(model), calibration, &observer);
+  std::vector<double> sqnr;
+  for (size_t p = 0; p < points.points.size(); ++p)
+    sqnr.push_back(observer.noise[p] > 0 ? 10.0 * std::log10(observer.signal[p] / observer.noise[p]) : INFINITY);
+  return sqnr;
+}
+
 int context_weight_bits(const QuantizeOptions& o) {
   if (o.candidate_bits.empty()) return o.weight_bits;
   std::vector<int> bits = o.candidate_bits;
@@ -715,11 +749,7 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
   }
 
   // The float graph with quantized weights (and, after step 4, corrected biases).
-  Graph weight_quantized = folded;
-  for (const auto& [id, q] : model.weights) {
-    weight_quantized.nodes[static_cast<size_t>(id)].params["weight"] = q.dequantized();
-    weight_quantized.nodes[static_cast<size_t>(id)].params["bias"] = q.bias;
-  }
+  Graph weight_quantized = weight_quantized_graph(model);
   // Step 4: bias correction.
   if (o.bias_correction != BiasCorrection::kNone) {
     BiasCorrector corrector(folded, model, weight_quantized);
@@ -739,8 +769,6 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     const QuantRange range{bits, !points.is_unsigned[p]};
     const double clip = std::max(1e-12, observer.histograms[p].clip(range, o.activation_range));
     model.activations[id] = ActivationQuant{range, clip / static_cast<double>(range.qmax())};
-    observer.ranges.push_back(range);
-    observer.scales.push_back(model.activations[id].scale);
     report.points.push_back(PointReport{folded.node(id).name, id, range.describe(), model.activations[id].scale, clip, 0.0});
   }
   for (LayerReport& layer : report.layers) {
@@ -774,13 +802,10 @@ QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration,
     for (LayerReport& layer : report.layers) layer.bias_shift += corrector.shifts[layer.node];
   }
 
-  // Step 7: activation SQNR on a second pass.
-  observer.signal.assign(points.points.size(), 0.0);
-  observer.noise.assign(points.points.size(), 0.0);
-  forward(weight_quantized, calibration, &observer);
-  for (size_t p = 0; p < points.points.size(); ++p)
-    report.points[p].activation_sqnr_db =
-        observer.noise[p] > 0 ? 10.0 * std::log10(observer.signal[p] / observer.noise[p]) : INFINITY;
+  // Step 7: activation SQNR of the final model (the one saved), after every
+  // step that changes its weights or biases.
+  const std::vector<double> sqnr = activation_sqnr_db(model, calibration);
+  for (size_t p = 0; p < points.points.size(); ++p) report.points[p].activation_sqnr_db = sqnr[p];
 
   model.config.weight_bits = o.weight_bits;
   model.config.activation_bits = o.activation_bits;

@@ -32,8 +32,8 @@
 //     layer's mean output channel, with quantized weights and activations
 //     upstream, is set to the float model's (step 1), up to the bias's int32
 //     grid; this also removes the shifts of activation clipping and rounding;
-//  7. report: weight SQNR per layer, activation SQNR per point (float
-//     activations vs. their fake-quantized values), clip ratios.
+//  7. report: weight SQNR per layer, activation SQNR per point of the final
+//     model (activation_sqnr_db), clip ratios.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -196,5 +196,8 @@ void check_quantize_options(const QuantizeOptions& options);
 // calibration batch, or a graph the quantizer cannot place points in (qmodel.h).
 QuantizedModel quantize_model(const Graph& graph, const at::Tensor& calibration, const QuantizeOptions& options,
                               QuantizeReport& report);
+
+// Per point of activation_points(model.graph): SQNR in dB (INFINITY if exact) of the model's activations when fake-quantized.
+std::vector<double> activation_sqnr_db(const QuantizedModel& model, const at::Tensor& calibration);
 
 }  // namespace dfq
