@@ -38,10 +38,10 @@ for m in $models; do
       fi
       build/dfq eval --qmodel "$q" --data "$data" --preset cifar --threads 2 --batch 256 --predecode --quiet \
         --json "$out/speed.json" >/dev/null
-      int+="$(field "$out/speed.json" images_per_second) "
+      int+="$(printf '%.0f' "$(field "$out/speed.json" images_per_second)") "
       node tools/ort_eval.js --model "$onnx" --inputs "$inputs" --predictions "$out/speed.csv" --threads 2 \
         --batch 256 >"$out/speed-ort.json"
-      ort+="$(field "$out/speed-ort.json" images_per_second) "
+      ort+="$(printf '%.0f' "$(field "$out/speed-ort.json" images_per_second)") "
     done
     node tools/ort_eval.js --model "$onnx" --inputs "$inputs" --predictions "$out/speed.csv" --threads 2 \
       --batch 256 --profile-nodes --profile-out "$out/$m-$s-kernels.json" >/dev/null
