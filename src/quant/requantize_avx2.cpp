@@ -141,7 +141,7 @@ DFQ_AVX2 void run(const Requant32& c, const int32_t* acc, const B* b, int64_t n,
   }
   for (; i < n; ++i) {  // the last < 8 elements, as dyadic.h computes them
     const auto k = static_cast<size_t>(i), at = static_cast<size_t>(i / 8 * 4 + i % 8 / 2);
-    auto full = [](int32_t low, int32_t high) { return (int64_t{high} << 31) + low; };
+    auto full = [](int32_t low, int32_t high) { return int64_t{high} * (int64_t{1} << 31) + low; };
     int64_t p = (int64_t{acc[i]} + c.bias[k]) * full(c.multiplier[k], c.multiplier_hi[k]);
     if constexpr (!std::is_void_v<B>) p += int64_t{b[i]} * full(c.multiplier_b[k], c.multiplier_b_hi[k]);
     const int64_t q = round_shift_branchless(p, c.shift[i % 2][at], c.half[i % 2][at]);
