@@ -467,7 +467,7 @@ class IntKernelImpl {
                                            geometry_.groups, max_abs_, vnni))
                      : std::make_shared<const avx2::PackedWeights>(
                            avx2::pack(stored_.data_ptr<int8_t>(), shape_[0], shape_[1], shape_[2], shape_[3],
-                                      geometry_.groups, vnni));
+                                      geometry_.groups, max_abs_, vnni));
     }
     return kept;
   }
@@ -632,7 +632,7 @@ class IntKernelImpl {
   IntConvGeometry geometry_;
   bool linear_, fast_, packed_;
   at::Tensor stored_;                    // int8 [O, Cg, KH, KW] contiguous, or its pack_int4 bytes
-  int64_t max_abs_ = 0;                  // largest |weight|: the avx2 packing scheme of packed weights
+  int64_t max_abs_ = 0;                  // largest |weight|: chooses the avx2 packing scheme
   mutable at::Tensor rows_;              // kFast portable loop, unpacked weights: int16 [O, KH, KW, Cg] once used
   mutable std::shared_ptr<const avx2::PackedWeights> avx2_[2];  // kFast avx2, avx_vnni paths: once used
   mutable std::vector<Chunk> chunks_;    // kFast on oneDNN; empty otherwise (mutex_ guards `reordered`)

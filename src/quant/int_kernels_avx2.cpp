@@ -169,9 +169,8 @@ void pack_into(Weights w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t
 
 }  // namespace
 
-PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, bool vnni) {
-  int64_t max_abs = 0;
-  for (int64_t i = 0; i < O * KH * KW * Cg; ++i) max_abs = std::max<int64_t>(max_abs, std::abs(int{w[i]}));
+PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, int64_t max_abs,
+                   bool vnni) {
   PackedWeights p;
   pack_into(Int8Weights{w}, O, Cg, KH, KW, G, max_abs, vnni, p);
   return p;

@@ -46,12 +46,14 @@ struct PackedWeights {
   int64_t nbytes() const { return static_cast<int64_t>(bytes.size() + 2 * pairs.size() + 4 * shift.size()); }
 };
 
-// Packs int8 weights [O, Cg, KH, KW] (contiguous, values in [-127, 127]) of a
-// convolution with G groups, for the AVX-VNNI kernels when `vnni`.
-PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, bool vnni);
+// Packs int8 weights [O, Cg, KH, KW] (contiguous, values in [-127, 127],
+// max_abs their largest magnitude) of a convolution with G groups, for the
+// AVX-VNNI kernels when `vnni`.
+PackedWeights pack(const int8_t* w, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G, int64_t max_abs,
+                   bool vnni);
 
 // pack() of weights kept as the 4-bit nibbles of packing.h (values in [-8,
-// 7]; max_abs: their largest magnitude), without unpacking them first.
+// 7]), without unpacking them first.
 PackedWeights pack_int4(const uint8_t* nibbles, int64_t O, int64_t Cg, int64_t KH, int64_t KW, int64_t G,
                         int64_t max_abs, bool vnni);
 
