@@ -44,3 +44,24 @@ cpu_description() {
   done
   echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), ${have[*]:-no avx2/vnni}${lack:+ (not: ${lack[*]})}"
 }
+
+# kernel_paths QMODEL EVAL_ARGS...: the DFQ_INT_KERNELS paths this CPU runs, one per line, best first. A path
+# the CPU lacks is refused at its first kernel, so each is probed with a one-image dfq eval of QMODEL
+# (EVAL_ARGS: its data folder and preset).
+kernel_paths() {
+  local qmodel="$1" p
+  shift
+  for p in onednn avx_vnni avx2 portable; do
+    DFQ_INT_KERNELS=$p build/dfq eval --qmodel "$qmodel" "$@" --limit 1 --quiet >/dev/null 2>&1 && echo "$p"
+  done
+}
+
+# eval_env JSON ENV... -- ARGS...: one dfq eval of ARGS under the environment assignments ENV (none: start
+# with --), its metrics to JSON.
+eval_env() {
+  local json="$1" envs=()
+  shift
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  env "${envs[@]}" build/dfq eval "$@" --quiet --json "$json" >/dev/null
+}

@@ -10,7 +10,8 @@
 # (resize 256, crop 224). dfq: `dfq eval --predecode` (decoding excluded) and
 # without it (decoding included, --decode-threads 1). RUNS interleaved rounds,
 # medians, into results/imagenet_speed.md. Measure on an idle machine.
-# usage: [RUNS=3] [REPEAT=8] [MODELS="resnet18 resnet50 mobilenet_v2"] bash bench/imagenet_speed.sh
+# usage: [RUNS=3] [REPEAT=8] [MODELS="resnet18 resnet50 mobilenet_v2"] [PORTABLE=1] bash bench/imagenet_speed.sh
+#   PORTABLE=1: also the portable kernel path (minutes per model at 224)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
@@ -33,28 +34,23 @@ done
 images=$(find "$data" -type l | wc -l)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-supported=()
 for m in $models; do
   for f in ../models/$m.pt w8a8.dfq w4a8.dfq; do
     [ -f "build/torchvision/$m/$f" ] || { echo "bench: build/torchvision/$m/$f missing: run bench/torchvision_coverage.sh" >&2; exit 1; }
   done
 done
 first="build/torchvision/$(echo "$models" | cut -d' ' -f1)/w8a8.dfq"
-for p in onednn avx_vnni avx2 portable; do  # a path the CPU lacks is refused: probe with one image
-  DFQ_INT_KERNELS=$p build/dfq eval --qmodel "$first" --data "$data" --preset imagenet --class-names "$names" \
-    --limit 1 --quiet >/dev/null 2>&1 && supported+=("$p")
-done
+mapfile -t supported < <(kernel_paths "$first" --data "$data" --preset imagenet --class-names "$names")
 [ ${#supported[@]} -gt 0 ] || { echo "bench: no kernel path ran $first" >&2; exit 1; }
-[ "${PORTABLE:-0}" = 1 ] || supported=("${supported[@]/portable}")  # the portable loop takes minutes at 224
+if [ "${PORTABLE:-0}" != 1 ]; then  # the portable loop takes minutes at 224
+  mapfile -t supported < <(printf '%s\n' "${supported[@]}" | grep -vx portable)
+fi
 echo "paths: ${supported[*]}" >&2
 
 run_eval() {  # NAME ENV... -- ARGS...: one dfq eval, JSON to $tmp/NAME.json
-  local name="$1" envs=()
+  local name="$1"
   shift
-  while [ "$1" != -- ]; do envs+=("$1"); shift; done
-  shift
-  env "${envs[@]}" build/dfq eval "$@" --data "$data" --preset imagenet --class-names "$names" --threads 2 --batch 32 --quiet \
-    --json "$tmp/$name.json" >/dev/null
+  eval_env "$tmp/$name.json" "$@" --data "$data" --preset imagenet --class-names "$names" --threads 2 --batch 32
 }
 for run in $(seq "$runs"); do
   for m in $models; do
@@ -63,7 +59,6 @@ for run in $(seq "$runs"); do
     run_eval "$m-fp32-incl-$run" -- --model "build/torchvision/models/$m.pt"
     for s in w8a8 w4a8; do
       for p in "${supported[@]}"; do
-        [ -n "$p" ] || continue
         run_eval "$m-$s-$p-pre-$run" DFQ_INT_KERNELS=$p -- --qmodel "$d/$s.dfq" --predecode
       done
       run_eval "$m-$s-default-incl-$run" -- --qmodel "$d/$s.dfq"
@@ -78,7 +73,7 @@ done
   "${supported[@]}" <<'PY'
 import json, statistics, sys
 tmp, runs, models, cpu, commit, images = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5], sys.argv[6]
-paths = [p for p in sys.argv[7:] if p]
+paths = sys.argv[7:]
 def med(name, key="images_per_second"):
     v = [json.load(open(f"{tmp}/{name}-{r}.json"))[key] for r in range(1, runs + 1)]
     return statistics.median(v), " ".join("%.1f" % x for x in v)

@@ -23,7 +23,6 @@ bash bench/python-deps.sh
 mkdir -p results build/quant
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-supported=()
 for m in $models; do
   for bits in 8 4; do
     art="build/quant/$m-speed-w${bits}a${bits}.dfq"
@@ -32,19 +31,14 @@ for m in $models; do
   done
 done
 first="build/quant/$(echo "$models" | cut -d' ' -f1)-speed-w8a8.dfq"
-for p in onednn avx_vnni avx2 portable; do  # a path the CPU lacks is refused: probe with one image
-  DFQ_INT_KERNELS=$p build/dfq eval --qmodel "$first" --data "$data" --preset cifar --limit 1 --quiet >/dev/null 2>&1 &&
-    supported+=("$p")
-done
+mapfile -t supported < <(kernel_paths "$first" --data "$data" --preset cifar)
+[ ${#supported[@]} -gt 0 ] || { echo "bench: no kernel path ran $first" >&2; exit 1; }
 echo "paths: ${supported[*]}" >&2
 
 run_eval() {  # NAME ENV... -- ARGS...: one dfq eval, JSON to $tmp/NAME.json
-  local name="$1" envs=()
+  local name="$1"
   shift
-  while [ "$1" != -- ]; do envs+=("$1"); shift; done
-  shift
-  env "${envs[@]}" build/dfq eval "$@" --data "$data" --preset cifar --threads 2 --batch 256 --predecode --quiet \
-    --json "$tmp/$name.json" >/dev/null
+  eval_env "$tmp/$name.json" "$@" --data "$data" --preset cifar --threads 2 --batch 256 --predecode
 }
 for run in $(seq "$runs"); do
   for m in $models; do
